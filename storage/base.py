@@ -66,6 +66,7 @@ class JobRecord:
     submitted_at: datetime | None
     finished_at: datetime | None
     delivered_at: datetime | None
+    settlement: str | None = None  # "charge" or "refund" once settled (from the ledger)
 
     @property
     def owner(self) -> JobOwner:

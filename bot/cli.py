@@ -1,0 +1,208 @@
+"""The `wanbot` command: run | generate | quote | fake-api."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bot.budget import CLI_GUILD_ID, BudgetError, BudgetExceeded
+from bot.config import ConfigError, Settings, load_settings
+from bot.jobs import Progress, Video
+from bot.logs import setup_logging
+from bot.media import InvalidMedia, MediaFile, check_audio, check_image
+from bot.outcomes import JobFailure
+from bot.pricing import format_usd, price_micro
+from bot.request import GenerationRequest, InvalidRequest
+from bot.services import Services
+from bot.wavespeed import WaveSpeedError
+from storage.base import JobOwner, JobRecord
+
+CLI_OWNER = JobOwner(guild_id=CLI_GUILD_ID, channel_id=0, member_id=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="wanbot", description="Turn a picture into a short video (Wan 2.6 I2V Flash)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start the Discord bot")
+
+    quote = commands.add_parser("quote", help="print the price of a video")
+    _add_price_options(quote)
+
+    generate = commands.add_parser("generate", help="make one video from the terminal")
+    generate.add_argument("image", help="a local image file or an http(s) URL")
+    generate.add_argument("prompt", help="the motion you want")
+    _add_price_options(generate)
+    generate.add_argument("--audio-file", help="custom audio to sync (local WAV/MP3 or URL)")
+    generate.add_argument("--negative-prompt", help="what to avoid")
+    generate.add_argument("--shot-type", choices=["single", "multi"], default="single")
+    generate.add_argument("--prompt-expansion", action="store_true", help="let WaveSpeed expand it")
+    generate.add_argument("--seed", type=int, default=-1, help="-1 for random")
+    generate.add_argument("-o", "--output", type=Path, default=Path("wanbot.mp4"))
+
+    fake = commands.add_parser("fake-api", help="serve a fake WaveSpeed API for offline tries")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8378)
+    fake.add_argument("--api-key", help="the only key it accepts (default: any non-empty key)")
+    fake.add_argument("--queue-seconds", type=float, default=2.0)
+    fake.add_argument("--processing-seconds", type=float, default=8.0)
+    fake.add_argument("--max-concurrent", type=int, default=None)
+    return parser
+
+
+def _add_price_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=int, default=5, help="2-15 seconds (default 5)")
+    parser.add_argument("--resolution", choices=["720p", "1080p"], default="720p")
+    parser.add_argument(
+        "--audio",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="generate sound (doubles the price; default on)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `wanbot` console script and `python -m bot`."""
+    args = build_parser().parse_args(argv)
+    try:
+        match args.command:
+            case "quote":
+                return quote(args)
+            case "fake-api":
+                return fake_api(args)
+            case "run":
+                return run_bot(load_settings())
+            case "generate":
+                return asyncio.run(generate(args, load_settings()))
+    except ConfigError as exc:
+        print(f"wanbot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def quote(args: argparse.Namespace) -> int:
+    """Print the price of one video."""
+    try:
+        print(format_usd(price_micro(args.duration, args.resolution, args.audio)))
+    except ValueError as exc:
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def fake_api(args: argparse.Namespace) -> int:
+    """Serve the fake WaveSpeed API until interrupted."""
+    from bot.fake_api import run_fake_api
+
+    run_fake_api(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        queue_s=args.queue_seconds,
+        processing_s=args.processing_seconds,
+        max_concurrent=args.max_concurrent,
+    )
+    return 0
+
+
+def run_bot(settings: Settings) -> int:
+    """Start the Discord bot and run until it is stopped."""
+    from bot.app import run
+
+    token = settings.require_discord_token()
+    settings.require_api_key()
+    setup_logging(settings.log_level, _secrets(settings))
+    run(settings, token)
+    return 0
+
+
+async def generate(args: argparse.Namespace, settings: Settings) -> int:
+    """Make one video, charged to the local "cli" budget, with a live progress line."""
+    setup_logging("WARNING", _secrets(settings))
+    services = await Services.open(settings)
+    try:
+        image = await _media_url(services, args.image, check_image)
+        audio = args.audio_file and await _media_url(services, args.audio_file, check_audio)
+        request = GenerationRequest.parse(
+            image=image,
+            prompt=args.prompt,
+            audio=audio or None,
+            negative_prompt=args.negative_prompt,
+            resolution=args.resolution,
+            duration=args.duration,
+            shot_type=args.shot_type,
+            enable_prompt_expansion=args.prompt_expansion,
+            enable_audio=args.audio,
+            seed=args.seed,
+        )
+        balance = await services.storage.member_balance(CLI_GUILD_ID, CLI_OWNER.member_id)
+        print(
+            f"Price {format_usd(request.price_micro)}; "
+            f"the cli budget has {format_usd(balance.available)} left."
+        )
+        terminal = TerminalDelivery(args.output)
+        job = await services.runner.start(CLI_OWNER, request, terminal)
+        await services.runner.wait(job.id)
+        return 0 if terminal.succeeded else 1
+    except (InvalidRequest, InvalidMedia, OSError) as exc:
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return 2
+    except BudgetExceeded as exc:
+        resets = exc.balance.resets_at
+        when = f"; it resets {resets:%Y-%m-%d %H:%M} UTC" if resets else ""
+        print(f"wanbot: not enough budget: {exc}{when}", file=sys.stderr)
+        return 3
+    except (BudgetError, WaveSpeedError) as exc:
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        await services.close()
+
+
+async def _media_url(
+    services: Services, source: str, check: Callable[[str, bytes], MediaFile]
+) -> str:
+    """A URL as is; a local file checked by its bytes and uploaded to WaveSpeed."""
+    if source.startswith(("http://", "https://")):
+        return source
+    path = Path(source)
+    media = check(path.name, path.read_bytes())
+    return await services.client.upload(media.data, media.filename, media.content_type)
+
+
+class TerminalDelivery:
+    """Shows progress on one rewritten terminal line and saves the video to a file."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.succeeded = False
+
+    async def progress(self, job: JobRecord, progress: Progress) -> None:
+        print(f"\r{progress.stage:<22} {progress.elapsed_s:6.0f}s", end="", file=sys.stderr)
+
+    async def completed(self, job: JobRecord, video: Video) -> int | None:
+        print(file=sys.stderr)
+        if video.data is None:
+            print(f"Done, but the download failed; the video is at {video.url}")
+        else:
+            self.output.write_bytes(video.data)
+            print(f"Saved {self.output} ({len(video.data):,} bytes) in {video.elapsed_s:.0f}s.")
+        print(f"Charged {format_usd(job.price_micro)}.")
+        self.succeeded = True
+        return None
+
+    async def failed(self, job: JobRecord, failure: JobFailure, refunded: bool) -> None:
+        print(file=sys.stderr)
+        money = f"refunded {format_usd(job.price_micro)}" if refunded else "charged"
+        print(f"Failed: {failure.message} ({money})", file=sys.stderr)
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [s.get_secret_value() for s in (settings.discord_token, settings.wavespeed_api_key) if s]

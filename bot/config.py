@@ -1,0 +1,97 @@
+"""Settings from the environment and `.env`, validated once at start-up."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.budget import BudgetPeriod, BudgetPolicy
+from bot.pricing import parse_usd
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed. The message is one line and never holds a secret."""
+
+
+def _usd_to_micro(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_usd(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return parse_usd(str(value))
+    return value
+
+
+MicroDollars = Annotated[int, BeforeValidator(_usd_to_micro), Field(ge=0)]
+
+
+class Settings(BaseSettings):
+    """Every setting wanbot reads. Names are the environment variables (see .env.example)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    discord_token: SecretStr | None = None
+    wavespeed_api_key: SecretStr | None = None
+    wavespeed_base_url: str = "https://api.wavespeed.ai"
+    database_url: str = "sqlite:///data/wanbot.db"
+    member_budget_usd: MicroDollars = Field(default="5.00", validate_default=True)
+    server_budget_usd: MicroDollars = Field(default="50.00", validate_default=True)
+    budget_period: BudgetPeriod = BudgetPeriod.MONTH
+    max_jobs_per_member: int = Field(default=2, ge=1, le=50)
+    job_timeout_s: float = Field(default=1800.0, ge=30, le=86_400)
+    dev_guild_id: int | None = None
+    log_level: str = "INFO"
+
+    @field_validator("wavespeed_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("dev_guild_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @property
+    def budget_policy(self) -> BudgetPolicy:
+        """The default allowances, in micro-dollars, and the period."""
+        return BudgetPolicy(self.member_budget_usd, self.server_budget_usd, self.budget_period)
+
+    def require_api_key(self) -> str:
+        """The WaveSpeed API key, or ConfigError if it is not set."""
+        return _require(self.wavespeed_api_key, "WAVESPEED_API_KEY")
+
+    def require_discord_token(self) -> str:
+        """The Discord bot token, or ConfigError if it is not set."""
+        return _require(self.discord_token, "DISCORD_TOKEN")
+
+
+def _require(secret: SecretStr | None, name: str) -> str:
+    value = secret.get_secret_value().strip() if secret else ""
+    if not value:
+        raise ConfigError(f"{name} is not set: add it to the environment or to .env")
+    return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning a validation error into a one-line ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "a setting"
+        reason = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name} is invalid: {reason}") from None

@@ -1,0 +1,82 @@
+"""Schema migrations: numbered SQL files in storage/migrations, applied in order.
+
+The schema version lives in the database header (`PRAGMA user_version`). Each migration runs in
+its own `BEGIN IMMEDIATE` transaction together with the version bump, and the version is read
+again inside that transaction, so two processes opening a fresh database at once apply each
+migration exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+
+import aiosqlite
+
+_FILE_NAME = re.compile(r"(\d+)_\w+\.sql")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        """Split the script into single statements (a trigger body's `;` does not end one)."""
+        statements: list[str] = []
+        pending = ""
+        for piece in self.sql.split(";"):
+            pending += piece + ";"
+            if sqlite3.complete_statement(pending):
+                statements.append(pending.strip())
+                pending = ""
+        # what follows the last `;` is blank or comments; anything else is a syntax error
+        rest = pending.removesuffix(";")
+        if rest.strip():
+            statements.append(rest)
+        return statements
+
+
+def load_migrations() -> list[Migration]:
+    """Read the packaged migrations, ordered by version; versions must be 1, 2, 3, …"""
+    migrations = []
+    for entry in (resources.files("storage") / "migrations").iterdir():
+        if match := _FILE_NAME.fullmatch(entry.name):
+            migrations.append(Migration(int(match[1]), entry.name, entry.read_text("utf-8")))
+    migrations.sort(key=lambda m: m.version)
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(migrations) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1, 2, 3, … without gaps: {versions}")
+    return migrations
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    """The number of the last migration applied to this database."""
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def migrate(db: aiosqlite.Connection) -> int:
+    """Apply the pending migrations (connection in autocommit mode); return the schema version."""
+    migrations = load_migrations()
+    latest = len(migrations)
+    current = await schema_version(db)
+    if current > latest:
+        raise RuntimeError(f"database schema version {current} is newer than this wanbot ({latest})")
+    for migration in migrations[current:]:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if await schema_version(db) < migration.version:  # another process may have won
+                for statement in migration.statements():
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {migration.version}")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        await db.execute("COMMIT")
+    return latest

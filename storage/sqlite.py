@@ -1,0 +1,484 @@
+"""SqliteStorage: the Storage protocol on aiosqlite.
+
+One connection per instance, in autocommit mode. Every write is one `BEGIN IMMEDIATE`
+transaction taken under an asyncio.Lock: the lock keeps this instance's coroutines from
+interleaving inside a transaction on the shared connection, and BEGIN IMMEDIATE (with a busy
+timeout) serialises writers across connections and processes, so a budget check and the reserve
+row it allows are never separated by another writer. Reads take the lock too, so they never see
+another coroutine's uncommitted rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Literal, Self
+
+import aiosqlite
+
+from bot.budget import (
+    SERVER_SCOPE_MEMBER_ID,
+    Balance,
+    BudgetExceeded,
+    BudgetPolicy,
+    TooManyJobs,
+    period_key,
+    period_resets_at,
+)
+from storage.base import IN_FLIGHT, JobOwner, JobRecord, JobStatus, LedgerEntry, MemberUsage
+from storage.migrate import migrate
+
+BUSY_TIMEOUT_MS = 10_000
+
+_JOB_COLUMNS = ", ".join(field.name for field in fields(JobRecord))
+_LEDGER_COLUMNS = ", ".join(field.name for field in fields(LedgerEntry))
+_JOB_DATETIMES = ("created_at", "submitted_at", "finished_at", "delivered_at")
+
+# One budget in one period. :whole_server selects every member's reserve/charge/refund rows;
+# grants and the allowance always come from :scope (the member, or 0 for the server).
+_BALANCE_SQL = """
+SELECT
+    COALESCE(
+        (SELECT amount_micro FROM ledger
+         WHERE guild_id = :guild AND member_id = :scope AND kind = 'limit'
+         ORDER BY id DESC LIMIT 1),
+        :default_allowance
+    ) AS allowance,
+    COALESCE(SUM(amount_micro) FILTER (WHERE kind = 'grant' AND member_id = :scope), 0) AS granted,
+    COALESCE(SUM(amount_micro) FILTER (WHERE kind = 'charge'), 0) AS spent,
+    COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micro
+                           WHEN 'charge' THEN -amount_micro
+                           WHEN 'refund' THEN -amount_micro END), 0) AS held
+FROM ledger
+WHERE guild_id = :guild AND period_key = :period AND (:whole_server OR member_id = :scope)
+"""
+
+_USAGE_SQL = """
+SELECT jobs.member_id, COALESCE(SUM(ledger.amount_micro), 0) AS spent_micro, COUNT(*) AS jobs
+FROM jobs
+LEFT JOIN ledger ON ledger.job_id = jobs.id AND ledger.kind = 'charge'
+WHERE jobs.guild_id = ? AND jobs.period_key = ?
+GROUP BY jobs.member_id
+ORDER BY spent_micro DESC, jobs DESC, jobs.member_id
+"""
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _job_record(row: aiosqlite.Row) -> JobRecord:
+    values = dict(zip(row.keys(), row, strict=True))
+    values["status"] = JobStatus(values["status"])
+    values["has_nsfw"] = bool(values["has_nsfw"])
+    for name in _JOB_DATETIMES:
+        if values[name] is not None:
+            values[name] = datetime.fromisoformat(values[name])
+    return JobRecord(**values)
+
+
+def _ledger_entry(row: aiosqlite.Row) -> LedgerEntry:
+    values = dict(zip(row.keys(), row, strict=True))
+    values["created_at"] = datetime.fromisoformat(values["created_at"])
+    return LedgerEntry(**values)
+
+
+def _require_micro(value: int, what: str, *, minimum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an integer number of micro-dollars, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{what} must be at least {minimum} micro-dollars, not {value}")
+
+
+class SqliteStorage:
+    """The Storage protocol on one SQLite file (or :memory:). Create it with `open()`."""
+
+    def __init__(
+        self, db: aiosqlite.Connection, policy: BudgetPolicy, clock: Callable[[], datetime]
+    ) -> None:
+        self._db = db
+        self._policy = policy
+        self._clock = clock  # must return aware datetimes
+        self._lock = asyncio_lock()
+
+    @classmethod
+    async def open(
+        cls,
+        path: str,
+        policy: BudgetPolicy,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> Self:
+        """Connect (WAL, foreign keys, busy timeout) and apply pending migrations."""
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            db.row_factory = aiosqlite.Row
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await migrate(db)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, policy, clock or (lambda: datetime.now(UTC)))
+
+    async def close(self) -> None:
+        """Close the connection."""
+        async with self._lock:
+            await self._db.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- plumbing -----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction: committed on success, rolled back on any exception."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _read(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+    @staticmethod
+    async def _fetch_job(db: aiosqlite.Connection, job_id: int) -> JobRecord:
+        async with db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise LookupError(f"no job {job_id}")
+        return _job_record(row)
+
+    @staticmethod
+    async def _append(
+        db: aiosqlite.Connection,
+        *,
+        guild_id: int,
+        member_id: int,
+        kind: Literal["reserve", "charge", "refund", "grant", "limit"],
+        amount_micro: int,
+        period: str,
+        now: datetime,
+        job_id: int | None = None,
+        actor_id: int | None = None,
+        note: str | None = None,
+    ) -> None:
+        await db.execute(
+            """
+            INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key,
+                                job_id, actor_id, note, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            (guild_id, member_id, kind, amount_micro, period, job_id, actor_id, note,
+             _utc_text(now)),
+        )  # fmt: skip
+
+    async def _balance(
+        self, db: aiosqlite.Connection, guild_id: int, member_id: int | None, now: datetime
+    ) -> Balance:
+        """A member's balance, or the server's when member_id is None."""
+        whole_server = member_id is None
+        params = {
+            "guild": guild_id,
+            "scope": SERVER_SCOPE_MEMBER_ID if whole_server else member_id,
+            "whole_server": whole_server,
+            "period": period_key(now, self._policy.period),
+            "default_allowance": (
+                self._policy.server_allowance if whole_server else self._policy.member_allowance
+            ),
+        }
+        async with db.execute(_BALANCE_SQL, params) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None  # an aggregate always yields one row
+        return Balance(
+            allowance=row["allowance"],
+            granted=row["granted"],
+            spent=row["spent"],
+            held=row["held"],
+            resets_at=period_resets_at(now, self._policy.period),
+        )
+
+    async def _update_job(
+        self, job_id: int, allowed_from: Collection[JobStatus], **columns: object
+    ) -> None:
+        """Set columns of a job (names come from this module, never from input)."""
+        assignments = ", ".join(f"{name} = :{name}" for name in columns)
+        async with self._transaction() as db:
+            job = await self._fetch_job(db, job_id)
+            if job.status not in allowed_from:
+                raise ValueError(f"job {job_id} is {job.status}, not {'/'.join(allowed_from)}")
+            await db.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**columns, "id": job_id})
+
+    async def _settle(
+        self,
+        job_id: int,
+        kind: Literal["charge", "refund"],
+        status: JobStatus,
+        note: str | None,
+        **columns: object,
+    ) -> bool:
+        """Write the job's one charge or refund row (in the reserve's period) and its outcome."""
+        now = self._clock()
+        async with self._transaction() as db:
+            job = await self._fetch_job(db, job_id)
+            async with db.execute(
+                "SELECT 1 FROM ledger WHERE job_id = ? AND kind IN ('charge', 'refund')", (job_id,)
+            ) as cursor:
+                if await cursor.fetchone() is not None:
+                    return False
+            await self._append(
+                db,
+                guild_id=job.guild_id,
+                member_id=job.member_id,
+                kind=kind,
+                amount_micro=job.price_micro,
+                period=job.period_key,
+                now=now,
+                job_id=job_id,
+                note=note,
+            )
+            columns |= {"status": status, "finished_at": _utc_text(now)}
+            assignments = ", ".join(f"{name} = :{name}" for name in columns)
+            await db.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**columns, "id": job_id})
+        return True
+
+    async def _admin_row(
+        self,
+        kind: Literal["grant", "limit"],
+        guild_id: int,
+        member_id: int,
+        amount_micro: int,
+        actor_id: int,
+        note: str | None,
+    ) -> None:
+        if member_id < 0:
+            raise ValueError(f"member_id must be ≥ 0, not {member_id}")
+        now = self._clock()
+        async with self._transaction() as db:
+            await self._append(
+                db,
+                guild_id=guild_id,
+                member_id=member_id,
+                kind=kind,
+                amount_micro=amount_micro,
+                period=period_key(now, self._policy.period),
+                now=now,
+                actor_id=actor_id,
+                note=note,
+            )
+
+    # --- money + jobs -------------------------------------------------------------------------
+    async def reserve(
+        self, owner: JobOwner, request_json: str, price_micro: int, max_in_flight: int
+    ) -> JobRecord:
+        """Check member and server budgets and the in-flight limit, then write the job and its
+        reserve row, all in one transaction. Raises BudgetExceeded / TooManyJobs, writing nothing."""
+        _require_micro(price_micro, "price", minimum=0)
+        now = self._clock()
+        period = period_key(now, self._policy.period)
+        in_flight_marks = ", ".join("?" for _ in IN_FLIGHT)
+        async with self._transaction() as db:
+            async with db.execute(
+                f"SELECT COUNT(*) FROM jobs "
+                f"WHERE guild_id = ? AND member_id = ? AND status IN ({in_flight_marks})",
+                (owner.guild_id, owner.member_id, *IN_FLIGHT),
+            ) as cursor:
+                (in_flight,) = await cursor.fetchone() or (0,)
+            if in_flight >= max_in_flight:
+                raise TooManyJobs(max_in_flight)
+            member = await self._balance(db, owner.guild_id, owner.member_id, now)
+            if member.available < price_micro:
+                raise BudgetExceeded("member", price_micro, member)
+            server = await self._balance(db, owner.guild_id, None, now)
+            if server.available < price_micro:
+                raise BudgetExceeded("server", price_micro, server)
+            cursor = await db.execute(
+                """
+                INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro,
+                                  period_key, status, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (owner.guild_id, owner.channel_id, owner.member_id, request_json, price_micro,
+                 period, JobStatus.RESERVED, _utc_text(now)),
+            )  # fmt: skip
+            job_id = cursor.lastrowid
+            assert job_id is not None
+            await self._append(
+                db,
+                guild_id=owner.guild_id,
+                member_id=owner.member_id,
+                kind="reserve",
+                amount_micro=price_micro,
+                period=period,
+                now=now,
+                job_id=job_id,
+            )
+            return await self._fetch_job(db, job_id)
+
+    async def mark_submitting(self, job_id: int, request_json: str) -> None:
+        """Store the final request (after media upload); the submit POST is about to go out."""
+        await self._update_job(
+            job_id,
+            (JobStatus.RESERVED, JobStatus.SUBMITTING),
+            request_json=request_json,
+            status=JobStatus.SUBMITTING,
+        )
+
+    async def mark_submitted(self, job_id: int, prediction_id: str) -> None:
+        """Record WaveSpeed's prediction id: from now on the job can be polled."""
+        await self._update_job(
+            job_id,
+            (JobStatus.RESERVED, JobStatus.SUBMITTING),
+            prediction_id=prediction_id,
+            submitted_at=_utc_text(self._clock()),
+            status=JobStatus.SUBMITTED,
+        )
+
+    async def set_wavespeed_status(self, job_id: int, wavespeed_status: str) -> None:
+        """Remember the last status WaveSpeed reported."""
+        await self._update_job(job_id, tuple(JobStatus), wavespeed_status=wavespeed_status)
+
+    async def charge(
+        self, job_id: int, *, output_url: str | None, has_nsfw: bool, inference_ms: int | None
+    ) -> bool:
+        """Settle a reservation as spent (status completed). False if already settled."""
+        return await self._settle(
+            job_id,
+            "charge",
+            JobStatus.COMPLETED,
+            None,
+            output_url=output_url,
+            has_nsfw=has_nsfw,
+            inference_ms=inference_ms,
+        )
+
+    async def charge_unconfirmed(self, job_id: int, error_message: str) -> bool:
+        """Settle as spent although no result will come (status failed): the submit may have
+        reached WaveSpeed, which may bill it. False if already settled."""
+        return await self._settle(
+            job_id, "charge", JobStatus.FAILED, error_message, error_message=error_message
+        )
+
+    async def refund(self, job_id: int, *, error_code: int | None, error_message: str) -> bool:
+        """Release a reservation (status failed). False if already settled."""
+        return await self._settle(
+            job_id,
+            "refund",
+            JobStatus.FAILED,
+            error_message,
+            error_code=error_code,
+            error_message=error_message,
+        )
+
+    async def mark_delivered(self, job_id: int, result_message_id: int | None) -> None:
+        """The member has been told the outcome. Only a settled (completed/failed) job can be."""
+        await self._update_job(
+            job_id,
+            (JobStatus.COMPLETED, JobStatus.FAILED),
+            result_message_id=result_message_id,
+            delivered_at=_utc_text(self._clock()),
+            status=JobStatus.DELIVERED,
+        )
+
+    async def set_status_message(self, job_id: int, message_id: int) -> None:
+        """Remember the message that shows the job's progress."""
+        await self._update_job(job_id, tuple(JobStatus), status_message_id=message_id)
+
+    async def get_job(self, job_id: int) -> JobRecord | None:
+        """One job, or None."""
+        rows = await self._read(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return _job_record(rows[0]) if rows else None
+
+    async def unfinished_jobs(self) -> list[JobRecord]:
+        """Jobs whose status is not delivered, oldest first."""
+        rows = await self._read(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status != 'delivered' ORDER BY id"
+        )
+        return [_job_record(row) for row in rows]
+
+    async def recent_jobs(self, guild_id: int, member_id: int, limit: int = 5) -> list[JobRecord]:
+        """A member's latest jobs in a server, newest first."""
+        rows = await self._read(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE guild_id = ? AND member_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (guild_id, member_id, limit),
+        )
+        return [_job_record(row) for row in rows]
+
+    # --- budgets ------------------------------------------------------------------------------
+    async def member_balance(self, guild_id: int, member_id: int) -> Balance:
+        """A member's budget in the current period."""
+        async with self._lock:
+            return await self._balance(self._db, guild_id, member_id, self._clock())
+
+    async def server_balance(self, guild_id: int) -> Balance:
+        """The server's budget in the current period (every member's jobs count against it)."""
+        async with self._lock:
+            return await self._balance(self._db, guild_id, None, self._clock())
+
+    async def grant(
+        self, guild_id: int, member_id: int, amount_micro: int, actor_id: int, note: str | None
+    ) -> None:
+        """Add (or with a negative amount, remove) money for this period. member_id 0 = server."""
+        _require_micro(amount_micro, "grant")
+        if amount_micro == 0:
+            raise ValueError("a grant of zero changes nothing")
+        await self._admin_row("grant", guild_id, member_id, amount_micro, actor_id, note)
+
+    async def set_allowance(
+        self, guild_id: int, member_id: int, amount_micro: int, actor_id: int
+    ) -> None:
+        """Set a per-period allowance (a `limit` ledger row; latest wins). member_id 0 = server."""
+        _require_micro(amount_micro, "allowance", minimum=0)
+        await self._admin_row("limit", guild_id, member_id, amount_micro, actor_id, None)
+
+    async def usage(self, guild_id: int) -> list[MemberUsage]:
+        """Spend (charges) and jobs per member in the current period, largest spend first."""
+        period = period_key(self._clock(), self._policy.period)
+        rows = await self._read(_USAGE_SQL, (guild_id, period))
+        return [MemberUsage(row["member_id"], row["spent_micro"], row["jobs"]) for row in rows]
+
+    async def ledger(self, guild_id: int, period_key: str | None = None) -> list[LedgerEntry]:
+        """Ledger rows of a server, oldest first; only one period when period_key is given."""
+        rows = await self._read(
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger "
+            "WHERE guild_id = ? AND (? IS NULL OR period_key = ?) ORDER BY id",
+            (guild_id, period_key, period_key),
+        )
+        return [_ledger_entry(row) for row in rows]
+
+    # --- per-server settings (key/value text) --------------------------------------------------
+    async def get_guild_setting(self, guild_id: int, key: str) -> str | None:
+        """A server's setting, or None."""
+        rows = await self._read(
+            "SELECT value FROM guild_settings WHERE guild_id = ? AND key = ?", (guild_id, key)
+        )
+        return rows[0]["value"] if rows else None
+
+    async def set_guild_setting(self, guild_id: int, key: str, value: str | None) -> None:
+        """Set a server's setting; None deletes it."""
+        async with self._transaction() as db:
+            if value is None:
+                await db.execute(
+                    "DELETE FROM guild_settings WHERE guild_id = ? AND key = ?", (guild_id, key)
+                )
+            else:
+                await db.execute(
+                    """
+                    INSERT INTO guild_settings (guild_id, key, value) VALUES (?, ?, ?)
+                    ON CONFLICT (guild_id, key) DO UPDATE SET value = excluded.value
+                    """,
+                    (guild_id, key, value),
+                )

@@ -1,0 +1,88 @@
+"""Settings: names, defaults, and one clear line (never a secret) for a bad value."""
+
+from pathlib import Path
+
+import pytest
+
+from bot.budget import BudgetPeriod
+from bot.config import ConfigError, load_settings
+
+SECRET = "sk-super-secret-value-123"
+VARIABLES = [
+    "DISCORD_TOKEN",
+    "WAVESPEED_API_KEY",
+    "WAVESPEED_BASE_URL",
+    "DATABASE_URL",
+    "MEMBER_BUDGET_USD",
+    "SERVER_BUDGET_USD",
+    "BUDGET_PERIOD",
+    "MAX_JOBS_PER_MEMBER",
+    "JOB_TIMEOUT_S",
+    "DEV_GUILD_ID",
+    "LOG_LEVEL",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.wavespeed_base_url == "https://api.wavespeed.ai"
+    assert settings.database_url == "sqlite:///data/wanbot.db"
+    assert settings.budget_policy.member_allowance == 5_000_000
+    assert settings.budget_policy.server_allowance == 50_000_000
+    assert settings.budget_period is BudgetPeriod.MONTH
+    assert settings.dev_guild_id is None
+
+
+def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        f"WAVESPEED_API_KEY={SECRET}\nMEMBER_BUDGET_USD=2.125\nBUDGET_PERIOD=week\nDEV_GUILD_ID=\n"
+    )
+    monkeypatch.setenv("SERVER_BUDGET_USD", "$1,000")
+    monkeypatch.setenv("WAVESPEED_BASE_URL", "http://127.0.0.1:8378/")
+    settings = load_settings()
+    assert settings.require_api_key() == SECRET
+    assert settings.member_budget_usd == 2_125_000
+    assert settings.server_budget_usd == 1_000_000_000
+    assert settings.budget_period is BudgetPeriod.WEEK
+    assert settings.wavespeed_base_url == "http://127.0.0.1:8378"
+    assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MEMBER_BUDGET_USD", "lots"),
+        ("SERVER_BUDGET_USD", "-5"),
+        ("BUDGET_PERIOD", "fortnight"),
+        ("MAX_JOBS_PER_MEMBER", "0"),
+        ("JOB_TIMEOUT_S", "soon"),
+        ("DEV_GUILD_ID", "my-server"),
+        ("WAVESPEED_BASE_URL", "api.wavespeed.ai"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_malformed_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv("WAVESPEED_API_KEY", SECRET)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(f"{name} is invalid:")
+    assert "\n" not in message and SECRET not in message
+
+
+def test_missing_secrets_are_named() -> None:
+    settings = load_settings()
+    with pytest.raises(ConfigError, match="^WAVESPEED_API_KEY is not set"):
+        settings.require_api_key()
+    with pytest.raises(ConfigError, match="^DISCORD_TOKEN is not set"):
+        settings.require_discord_token()
