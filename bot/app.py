@@ -2,35 +2,64 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import logging
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
+from bot.budget import CLI_GUILD_ID
 from bot.config import Settings
 from bot.services import Services
+from cogs.video import VideoCog
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS = ("cogs.video", "cogs.budget", "cogs.admin")
+COMMAND_DIGEST_KEY = "synced_command_digest"  # bot-wide settings live under guild 0
+
+
+class FriendlyTree(app_commands.CommandTree["WanBot"]):
+    """Tells members, privately, why a command was refused; logs what was unexpected."""
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.MissingPermissions):
+            text = "Only members with the **Manage Server** permission can do that."
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            text = "This command works in servers only."
+        elif type(error) is app_commands.AppCommandError:  # raised by our cogs with a message
+            text = str(error)
+        else:
+            log.error("command %s failed", interaction.command, exc_info=error)
+            text = "Something went wrong on my side; nothing was charged. Please try again."
+        if interaction.response.is_done():
+            await interaction.followup.send(f"⚠️ {text}", ephemeral=True)
+        else:
+            await interaction.response.send_message(f"⚠️ {text}", ephemeral=True)
 
 
 class WanBot(commands.Bot):
     """The bot: opens services in `setup_hook`, loads the cogs, resumes unfinished jobs."""
 
-    def __init__(self, settings: Settings, *, sync_commands: bool = True) -> None:
+    def __init__(self, settings: Settings) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
             help_command=None,
+            tree_cls=FriendlyTree,
             chunk_guilds_at_startup=False,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
         )
         self.settings = settings
-        self.sync_commands = sync_commands
         self._services: Services | None = None
+        self._resume_task: asyncio.Task[None] | None = None
 
     @property
     def services(self) -> Services:
@@ -43,19 +72,30 @@ class WanBot(commands.Bot):
         self._services = await Services.open(self.settings)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        if self.sync_commands and self.settings.dev_guild_id is not None:
+        await self._sync_commands()
+        self._resume_task = asyncio.create_task(self._resume_when_ready())
+
+    async def _sync_commands(self) -> None:
+        """Sync to DEV_GUILD_ID at once; globally only when the command set has changed."""
+        if self.settings.dev_guild_id is not None:
             guild = discord.Object(id=self.settings.dev_guild_id)
             self.tree.copy_global_to(guild=guild)
             await self.tree.sync(guild=guild)
-        self.loop.create_task(self._resume_when_ready())
+            return
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        storage = self.services.storage
+        if await storage.get_guild_setting(CLI_GUILD_ID, COMMAND_DIGEST_KEY) != digest:
+            await self.tree.sync()
+            await storage.set_guild_setting(CLI_GUILD_ID, COMMAND_DIGEST_KEY, digest)
+            log.info("slash commands changed: synced globally")
 
     async def _resume_when_ready(self) -> None:
         await self.wait_until_ready()
-        for cog in self.cogs.values():
-            resume = getattr(cog, "resume_jobs", None)
-            if resume is not None:
-                count = await resume()
-                log.info("resumed %d unfinished job(s)", count)
+        video = self.get_cog(VideoCog.__cog_name__)
+        if isinstance(video, VideoCog):
+            count = await video.resume_jobs()
+            log.info("resumed %d unfinished job(s)", count)
 
     async def close(self) -> None:
         if self._services is not None:

@@ -173,7 +173,7 @@ async def _media_url(
     if source.startswith(("http://", "https://")):
         return source
     path = Path(source)
-    media = check(path.name, path.read_bytes())
+    media = check(path.name, await asyncio.to_thread(path.read_bytes))
     return await services.client.upload(media.data, media.filename, media.content_type)
 
 

@@ -141,7 +141,9 @@ class JobRunner:
     async def _resume_one(self, job: JobRecord, delivery: Delivery) -> None:
         match job.status:
             case JobStatus.RESERVED:
-                await self._fail(job, delivery, JobFailure(FailureKind.INTERRUPTED, INTERRUPTED_MESSAGE))
+                await self._fail(
+                    job, delivery, JobFailure(FailureKind.INTERRUPTED, INTERRUPTED_MESSAGE)
+                )
             case JobStatus.SUBMITTING:
                 failure = JobFailure(FailureKind.UNCONFIRMED, UNCONFIRMED_MESSAGE)
                 await self._fail(job, delivery, failure, keep_charge=True)
@@ -243,7 +245,9 @@ class JobRunner:
         if keep_charge:
             await self._storage.charge_unconfirmed(job.id, failure.message)
         else:
-            await self._storage.refund(job.id, error_code=failure.code, error_message=failure.message)
+            await self._storage.refund(
+                job.id, error_code=failure.code, error_message=failure.message
+            )
         await self._tell_failure(await self._reload(job), delivery, failure)
 
     async def _tell_failure(self, job: JobRecord, delivery: Delivery, failure: JobFailure) -> None:

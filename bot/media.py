@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_IMAGE_BYTES = 10 * 1024 * 1024  # the API's lower bound of "10–20 MB" (../shared/wavespeed-api.md)
+MAX_IMAGE_BYTES = (
+    10 * 1024 * 1024
+)  # the API's lower bound of "10–20 MB" (../shared/wavespeed-api.md)
 MAX_AUDIO_BYTES = 15 * 1024 * 1024
 
 IMAGE_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "webp": "image/webp"}

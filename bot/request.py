@@ -40,7 +40,7 @@ class InvalidRequest(ValueError):
 
 
 class GenerationRequest(BaseModel):
-    """One image-to-video request. Defaults follow the API's own table (../shared/wavespeed-api.md)."""
+    """One image-to-video request; defaults follow the API table (../shared/wavespeed-api.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 

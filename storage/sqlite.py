@@ -10,6 +10,7 @@ another coroutine's uncommitted rows.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
@@ -101,7 +102,7 @@ class SqliteStorage:
         self._db = db
         self._policy = policy
         self._clock = clock  # must return aware datetimes
-        self._lock = asyncio_lock()
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -185,6 +186,14 @@ class SqliteStorage:
              _utc_text(now)),
         )  # fmt: skip
 
+    @staticmethod
+    async def _set_columns(
+        db: aiosqlite.Connection, job_id: int, columns: dict[str, object]
+    ) -> None:
+        """UPDATE a job's columns (the names come from this module, never from input)."""
+        assignments = ", ".join(f"{name} = :{name}" for name in columns)
+        await db.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**columns, "id": job_id})
+
     async def _balance(
         self, db: aiosqlite.Connection, guild_id: int, member_id: int | None, now: datetime
     ) -> Balance:
@@ -213,13 +222,12 @@ class SqliteStorage:
     async def _update_job(
         self, job_id: int, allowed_from: Collection[JobStatus], **columns: object
     ) -> None:
-        """Set columns of a job (names come from this module, never from input)."""
-        assignments = ", ".join(f"{name} = :{name}" for name in columns)
+        """Change a job that is in one of the `allowed_from` statuses (else ValueError)."""
         async with self._transaction() as db:
             job = await self._fetch_job(db, job_id)
             if job.status not in allowed_from:
                 raise ValueError(f"job {job_id} is {job.status}, not {'/'.join(allowed_from)}")
-            await db.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**columns, "id": job_id})
+            await self._set_columns(db, job_id, columns)
 
     async def _settle(
         self,
@@ -250,8 +258,7 @@ class SqliteStorage:
                 note=note,
             )
             columns |= {"status": status, "finished_at": _utc_text(now)}
-            assignments = ", ".join(f"{name} = :{name}" for name in columns)
-            await db.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**columns, "id": job_id})
+            await self._set_columns(db, job_id, columns)
         return True
 
     async def _admin_row(
@@ -295,8 +302,9 @@ class SqliteStorage:
                 f"WHERE guild_id = ? AND member_id = ? AND status IN ({in_flight_marks})",
                 (owner.guild_id, owner.member_id, *IN_FLIGHT),
             ) as cursor:
-                (in_flight,) = await cursor.fetchone() or (0,)
-            if in_flight >= max_in_flight:
+                row = await cursor.fetchone()
+            assert row is not None  # COUNT(*) always yields one row
+            if row[0] >= max_in_flight:
                 raise TooManyJobs(max_in_flight)
             member = await self._balance(db, owner.guild_id, owner.member_id, now)
             if member.available < price_micro:

@@ -82,7 +82,7 @@ def test_malformed_setting_names_the_variable(
 
 def test_missing_secrets_are_named() -> None:
     settings = load_settings()
-    with pytest.raises(ConfigError, match="^WAVESPEED_API_KEY is not set"):
+    with pytest.raises(ConfigError, match=r"^WAVESPEED_API_KEY is not set"):
         settings.require_api_key()
-    with pytest.raises(ConfigError, match="^DISCORD_TOKEN is not set"):
+    with pytest.raises(ConfigError, match=r"^DISCORD_TOKEN is not set"):
         settings.require_discord_token()

@@ -7,9 +7,16 @@ from bot.pricing import format_usd, parse_usd, price_micro
 
 @pytest.mark.parametrize(
     ("resolution", "audio", "per_five_seconds"),
-    [("720p", False, "$0.125"), ("720p", True, "$0.25"), ("1080p", False, "$0.1875"), ("1080p", True, "$0.375")],
+    [
+        ("720p", False, "$0.125"),
+        ("720p", True, "$0.25"),
+        ("1080p", False, "$0.1875"),
+        ("1080p", True, "$0.375"),
+    ],
 )
-def test_published_table_per_five_seconds(resolution: str, audio: bool, per_five_seconds: str) -> None:
+def test_published_table_per_five_seconds(
+    resolution: str, audio: bool, per_five_seconds: str
+) -> None:
     assert format_usd(price_micro(5, resolution, audio)) == per_five_seconds
 
 
@@ -46,8 +53,15 @@ def test_unknown_resolution_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("micro", "text"),
-    [(0, "$0.00"), (500_000, "$0.50"), (1_125_000, "$1.125"), (187_500, "$0.1875"), (1, "$0.000001"),
-     (1_234_000_000, "$1,234.00"), (-250_000, "-$0.25")],
+    [
+        (0, "$0.00"),
+        (500_000, "$0.50"),
+        (1_125_000, "$1.125"),
+        (187_500, "$0.1875"),
+        (1, "$0.000001"),
+        (1_234_000_000, "$1,234.00"),
+        (-250_000, "-$0.25"),
+    ],
 )
 def test_format_usd(micro: int, text: str) -> None:
     assert format_usd(micro) == text
@@ -55,7 +69,13 @@ def test_format_usd(micro: int, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "micro"),
-    [("5", 5_000_000), ("$2.50", 2_500_000), (" 0.125 ", 125_000), ("1,000", 1_000_000_000), ("0.000001", 1)],
+    [
+        ("5", 5_000_000),
+        ("$2.50", 2_500_000),
+        (" 0.125 ", 125_000),
+        ("1,000", 1_000_000_000),
+        ("0.000001", 1),
+    ],
 )
 def test_parse_usd(text: str, micro: int) -> None:
     assert parse_usd(text) == micro

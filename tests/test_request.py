@@ -83,7 +83,7 @@ def test_bad_input_gets_a_friendly_message(fields: dict, message: str) -> None:
 
 
 def test_missing_prompt_is_named() -> None:
-    with pytest.raises(InvalidRequest, match="The prompt is required."):
+    with pytest.raises(InvalidRequest, match=r"The prompt is required\."):
         GenerationRequest.parse(image=IMAGE)
 
 

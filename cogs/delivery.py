@@ -1,0 +1,213 @@
+"""DiscordDelivery: shows a job's progress and outcome in Discord.
+
+While the interaction token is fresh it edits the member's private status message and sends
+follow-ups; after that (tokens live 15 minutes, ../shared/discord-notes.md) or after a restart it
+falls back to channel messages sent with the bot token, mentioning the member.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.jobs import Progress, Stage, Video
+from bot.outcomes import JobFailure
+from bot.pricing import format_usd
+from bot.request import GenerationRequest
+from cogs import texts
+from storage.base import JobRecord
+
+if TYPE_CHECKING:
+    from bot.app import WanBot
+
+log = logging.getLogger(__name__)
+
+TOKEN_SAFE_S = 14 * 60.0  # interaction tokens die after 15 minutes; leave a minute of margin
+EDIT_INTERVAL_S = 5.0  # at most one progress edit per job this often (Discord rate limits)
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+NSFW_POLICY_KEY = "nsfw_policy"  # "spoiler" (default) or "withhold"
+LOG_CHANNEL_KEY = "log_channel_id"
+TOKEN_ERRORS = (50027, 10015, 10062)  # invalid webhook token, unknown webhook, unknown interaction
+
+
+class DiscordDelivery:
+    """Implements bot.jobs.Delivery for one job."""
+
+    def __init__(
+        self,
+        bot: WanBot,
+        interaction: discord.Interaction | None = None,
+        *,
+        result_view: Callable[[int], discord.ui.View],
+    ) -> None:
+        self.bot = bot
+        self.interaction = interaction
+        self._result_view = result_view
+        self._last_edit = float("-inf")
+        self._last_stage: Stage | None = None
+
+    # --- bot.jobs.Delivery --------------------------------------------------------------------
+    async def progress(self, job: JobRecord, progress: Progress) -> None:
+        now = time.monotonic()
+        if progress.stage == self._last_stage and now - self._last_edit < EDIT_INTERVAL_S:
+            return
+        self._last_stage, self._last_edit = progress.stage, now
+        balance = await self.bot.services.storage.member_balance(job.guild_id, job.member_id)
+        request = GenerationRequest.model_validate_json(job.request_json)
+        text = texts.status_text(
+            request, job.price_micro, balance, progress.stage, progress.elapsed_s
+        )
+        await self._edit_status(job, text)
+
+    async def completed(self, job: JobRecord, video: Video) -> int | None:
+        request = GenerationRequest.model_validate_json(job.request_json)
+        hidden = video.nsfw and not self._channel_is_nsfw(job)
+        policy = await self.bot.services.storage.get_guild_setting(job.guild_id, NSFW_POLICY_KEY)
+        withhold = hidden and policy == "withhold"
+        note, attach = self._video_note(job, video, withhold)
+        if hidden and not withhold:
+            note = "⚠️ WaveSpeed flagged this video as NSFW, so it is behind a spoiler.\n" + note
+        text = texts.result_text(job.member_id, request, job.price_micro, video.elapsed_s, note)
+
+        def make_file() -> discord.File | None:
+            if not attach or video.data is None:
+                return None
+            return discord.File(io.BytesIO(video.data), f"wanbot-{job.id}.mp4", spoiler=hidden)
+
+        message = await self._post(job, text, make_file, self._result_view(job.id))
+        if withhold and video.data is not None:
+            await self._send_privately(video.data, job.id)
+        await self._edit_status(job, f"✅ Done — {format_usd(job.price_micro)} charged.")
+        return message.id if message else None
+
+    async def failed(self, job: JobRecord, failure: JobFailure, refunded: bool) -> None:
+        text = texts.failure_text(job.member_id, failure, job.price_micro, refunded)
+        if not await self._edit_status(job, text):
+            await self._post(job, text, lambda: None, None)
+        if failure.tells_admins:
+            await self._tell_admins(job, failure)
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _token_fresh(self) -> bool:
+        if self.interaction is None:
+            return False
+        age = (discord.utils.utcnow() - self.interaction.created_at).total_seconds()
+        return age < TOKEN_SAFE_S
+
+    def _drop_token(self, error: discord.HTTPException) -> bool:
+        """Forget an interaction whose token Discord no longer accepts; True if that was it."""
+        if error.code in TOKEN_ERRORS or error.status == 401:
+            log.info("interaction token no longer valid; using channel messages")
+            self.interaction = None
+            return True
+        return False
+
+    def _channel_is_nsfw(self, job: JobRecord) -> bool:
+        channel = self.bot.get_channel(job.channel_id)
+        is_nsfw = getattr(channel, "is_nsfw", None)
+        return bool(is_nsfw and is_nsfw())
+
+    def _upload_limit(self, job: JobRecord) -> int:
+        if self._token_fresh():
+            assert self.interaction is not None
+            return self.interaction.filesize_limit
+        guild = self.bot.get_guild(job.guild_id)
+        return guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT
+
+    def _video_note(self, job: JobRecord, video: Video, withhold: bool) -> tuple[str, bool]:
+        """A note for the result message, and whether to attach the file."""
+        if withhold:
+            return (
+                "🔞 WaveSpeed flagged this video as NSFW and this channel is not age-restricted, "
+                "so it is not posted here.",
+                False,
+            )
+        if video.data is None:
+            return f"The download failed; here is WaveSpeed's link (it expires): {video.url}", False
+        limit = self._upload_limit(job)
+        if len(video.data) > limit:
+            return (
+                f"The video is {len(video.data) / 2**20:.1f} MB, over this channel's "
+                f"{limit / 2**20:.0f} MB upload limit. Download it from WaveSpeed soon "
+                f"(the link expires): {video.url}",
+                False,
+            )
+        return "", True
+
+    async def _edit_status(self, job: JobRecord, text: str) -> bool:
+        """Edit the status message; False when there is none we can edit."""
+        if self._token_fresh():
+            assert self.interaction is not None
+            try:
+                await self.interaction.edit_original_response(content=text)
+                return True
+            except discord.HTTPException as error:
+                if not self._drop_token(error):
+                    log.warning("job %s: status edit failed: %s", job.id, error)
+                    return False
+        if job.status_message_id is None:
+            return False
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            await channel.get_partial_message(job.status_message_id).edit(content=text)
+            return True
+        except discord.HTTPException as error:
+            log.warning("job %s: status edit failed: %s", job.id, error)
+            return False
+
+    async def _post(
+        self,
+        job: JobRecord,
+        text: str,
+        make_file: Callable[[], discord.File | None],
+        view: discord.ui.View | None,
+    ) -> discord.Message | None:
+        """Send a new message mentioning the member: a follow-up, else a channel message."""
+        mentions = discord.AllowedMentions(users=[discord.Object(job.member_id)])
+        extra: dict[str, Any] = {"allowed_mentions": mentions}
+        if view is not None:
+            extra["view"] = view
+        file = make_file()
+        if file is not None:
+            extra["file"] = file
+        if self._token_fresh():
+            assert self.interaction is not None
+            try:
+                return await self.interaction.followup.send(text, wait=True, **extra)
+            except discord.HTTPException as error:
+                if not self._drop_token(error):
+                    raise
+            file = make_file()
+            if file is not None:
+                extra["file"] = file
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        return await channel.send(text, **extra)
+
+    async def _send_privately(self, data: bytes, job_id: int) -> None:
+        if not self._token_fresh():
+            return
+        assert self.interaction is not None
+        file = discord.File(io.BytesIO(data), f"wanbot-{job_id}.mp4", spoiler=True)
+        try:
+            await self.interaction.followup.send(
+                "Here is your flagged video, visible only to you.", file=file, ephemeral=True
+            )
+        except discord.HTTPException as error:
+            log.info("job %s: private copy not sent: %s", job_id, error)
+
+    async def _tell_admins(self, job: JobRecord, failure: JobFailure) -> None:
+        storage = self.bot.services.storage
+        channel_id = await storage.get_guild_setting(job.guild_id, LOG_CHANNEL_KEY)
+        if channel_id is None:
+            log.error("guild %s: %s (no log channel configured)", job.guild_id, failure.message)
+            return
+        channel = self.bot.get_partial_messageable(int(channel_id), guild_id=job.guild_id)
+        try:
+            await channel.send(texts.admin_notice(failure, job.id))
+        except discord.HTTPException as error:
+            log.error("guild %s: could not reach the log channel: %s", job.guild_id, error)

@@ -1,0 +1,99 @@
+"""What members read: status lines, results, refusals. Pure text, no Discord objects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.budget import Balance, BudgetExceeded, TooManyJobs
+from bot.jobs import Stage
+from bot.outcomes import FailureKind, JobFailure
+from bot.pricing import format_usd
+from bot.request import RANDOM_SEED, GenerationRequest
+
+PROMPT_PREVIEW_CHARS = 300
+
+
+def quote_prompt(prompt: str) -> str:
+    """The prompt as a Discord block quote, shortened if long."""
+    text = prompt if len(prompt) <= PROMPT_PREVIEW_CHARS else prompt[:PROMPT_PREVIEW_CHARS] + "…"
+    return "\n".join(f"> {line}" for line in text.splitlines() or [""])
+
+
+def describe_request(request: GenerationRequest) -> str:
+    """One line with the options that matter: resolution · duration · sound · shot · seed."""
+    sound = "custom audio" if request.audio else ("audio" if request.enable_audio else "silent")
+    seed = "random seed" if request.seed == RANDOM_SEED else f"seed {request.seed}"
+    parts = [request.resolution, f"{request.duration} s", sound]
+    if request.shot_type == "multi":
+        parts.append("multi-shot")
+    parts.append(seed)
+    return " · ".join(parts)
+
+
+def duration_text(seconds: float) -> str:
+    """0:42, 12:05."""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def relative_time(moment: datetime | None) -> str:
+    """A Discord timestamp that each reader sees in their own time zone, or 'never'."""
+    return f"<t:{int(moment.timestamp())}:R>" if moment else "never (no reset period)"
+
+
+def status_text(
+    request: GenerationRequest, price: int, balance: Balance, stage: Stage | None, elapsed: float
+) -> str:
+    """The status message shown while a video is being made."""
+    stage_line = (
+        f"⏳ **{stage}** — {duration_text(elapsed)}" if stage else "⏳ **sending to WaveSpeed**"
+    )
+    return (
+        f"{stage_line}\n{quote_prompt(request.prompt)}\n"
+        f"{describe_request(request)} · **{format_usd(price)}** · "
+        f"you have {format_usd(max(balance.available, 0))} left this period"
+    )
+
+
+def result_text(
+    member_id: int, request: GenerationRequest, price: int, elapsed: float, note: str = ""
+) -> str:
+    """The message that carries a finished video."""
+    line = f"<@{member_id}> your video is ready — made in {duration_text(elapsed)}"
+    details = f"{describe_request(request)} · {format_usd(price)}"
+    return f"{line}\n{quote_prompt(request.prompt)}\n{details}" + (f"\n{note}" if note else "")
+
+
+def failure_text(member_id: int, failure: JobFailure, price: int, refunded: bool) -> str:
+    """The message for a job that ended without a video."""
+    money = (
+        f"💸 {format_usd(price)} refunded." if refunded else f"{format_usd(price)} stays charged."
+    )
+    return f"❌ <@{member_id}> no video this time. {failure.message}\n{money}"
+
+
+def refusal_text(error: BudgetExceeded | TooManyJobs) -> str:
+    """Why a request was refused before anything was spent."""
+    if isinstance(error, TooManyJobs):
+        return (
+            f"You already have {error.limit} video(s) in progress. "
+            "Wait for one to finish, then try again."
+        )
+    whose = "you have" if error.scope == "member" else "this server has"
+    return (
+        f"This video costs **{format_usd(error.price)}**, but {whose} only "
+        f"{format_usd(max(error.balance.available, 0))} left this period. "
+        f"The budget resets {relative_time(error.balance.resets_at)}."
+    )
+
+
+ADMIN_ADVICE = {
+    FailureKind.OUT_OF_CREDIT: "The WaveSpeed account is out of credit: top it up at wavespeed.ai.",
+    FailureKind.BAD_API_KEY: "WaveSpeed refused the API key: check WAVESPEED_API_KEY and restart.",
+}
+
+
+def admin_notice(failure: JobFailure, job_id: int) -> str:
+    """A message for the server's log channel about a failure only an admin can fix."""
+    advice = ADMIN_ADVICE.get(failure.kind, failure.message)
+    return f"⚠️ **wanbot needs an admin.** {advice} (A member's video, job {job_id}, was refunded.)"

@@ -1,0 +1,243 @@
+"""/video and the buttons on its results (Re-roll, Same seed, Delete), restart-safe."""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.budget import BudgetError
+from bot.media import (
+    MAX_AUDIO_BYTES,
+    MAX_IMAGE_BYTES,
+    InvalidMedia,
+    MediaFile,
+    check_audio,
+    check_declared_size,
+    check_image,
+)
+from bot.request import MAX_PROMPT_CHARS, MAX_SEED, RANDOM_SEED, GenerationRequest, InvalidRequest
+from cogs import texts
+from cogs.delivery import DiscordDelivery
+from storage.base import JobOwner, JobRecord
+
+if TYPE_CHECKING:
+    from bot.app import WanBot
+
+log = logging.getLogger(__name__)
+
+BUTTON_LABELS = {
+    "reroll": ("Re-roll", "🎲"),
+    "same": ("Same seed", "🌱"),
+    "delete": ("Delete", "🗑️"),
+}
+
+
+def concrete_seed(seed: int) -> int:
+    """A random seed made explicit, so that it can be shown and reused."""
+    return random.randint(0, MAX_SEED) if seed == RANDOM_SEED else seed
+
+
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"wanbot:(?P<action>reroll|same|delete):(?P<job>\d+)",
+):
+    """A result button whose custom_id names the action and the job, so it survives restarts."""
+
+    def __init__(self, action: str, job_id: int) -> None:
+        label, emoji = BUTTON_LABELS[action]
+        style = discord.ButtonStyle.danger if action == "delete" else discord.ButtonStyle.secondary
+        super().__init__(
+            discord.ui.Button(
+                label=label, emoji=emoji, style=style, custom_id=f"wanbot:{action}:{job_id}"
+            )
+        )
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> JobButton:
+        return cls(match["action"], int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = interaction.client.get_cog(VideoCog.__cog_name__)
+        assert isinstance(cog, VideoCog)
+        await cog.on_button(interaction, self.action, self.job_id)
+
+
+def result_view(job_id: int) -> discord.ui.View:
+    """The buttons under a finished video."""
+    view = discord.ui.View(timeout=None)
+    for action in BUTTON_LABELS:
+        view.add_item(JobButton(action, job_id))
+    return view
+
+
+class SameSeedModal(discord.ui.Modal, title="Same seed, new prompt"):
+    """Lets the member edit the prompt before re-running with the same seed."""
+
+    def __init__(self, cog: VideoCog, request: GenerationRequest) -> None:
+        super().__init__(timeout=900)
+        self.cog = cog
+        self.request = request
+        self.prompt = discord.ui.TextInput(
+            label="Prompt",
+            style=discord.TextStyle.paragraph,
+            default=request.prompt[:MAX_PROMPT_CHARS],
+            max_length=MAX_PROMPT_CHARS,
+        )
+        self.add_item(self.prompt)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            request = GenerationRequest.parse(
+                **{**self.request.model_dump(), "prompt": self.prompt.value}
+            )
+        except InvalidRequest as error:
+            await interaction.edit_original_response(content=f"⚠️ {error}")
+            return
+        await self.cog.launch(interaction, request)
+
+
+class VideoCog(commands.Cog, name="Video"):
+    """The /video command and its result buttons."""
+
+    def __init__(self, bot: WanBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(JobButton)
+
+    async def resume_jobs(self) -> int:
+        """Resume what a previous run left unfinished, delivering to the jobs' channels."""
+        return await self.bot.services.runner.resume(lambda job: self.delivery())
+
+    def delivery(self, interaction: discord.Interaction | None = None) -> DiscordDelivery:
+        """A Delivery that reports through `interaction` while it lasts, then the channel."""
+        return DiscordDelivery(self.bot, interaction, result_view=result_view)
+
+    @app_commands.command(name="video", description="Turn a picture into a short video")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        image="The picture to animate (JPEG, PNG, BMP or WebP, up to 10 MB)",
+        prompt="Describe the motion you want",
+        negative_prompt="What to avoid in the video",
+        resolution="720p, or 1080p at 1.5× the price",
+        duration="Length in seconds, 2–15 (default 5)",
+        shot_type="One continuous shot, or several with scene cuts",
+        audio="Your own soundtrack to sync to (WAV or MP3, up to 15 MB)",
+        enable_audio="Generate sound (doubles the price; default on)",
+        prompt_expansion="Let the model expand your prompt",
+        seed="Random seed for reproducibility (-1 = random)",
+    )
+    async def video(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+        negative_prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS] | None = None,
+        resolution: Literal["720p", "1080p"] = "720p",
+        duration: app_commands.Range[int, 2, 15] = 5,
+        shot_type: Literal["single", "multi"] = "single",
+        audio: discord.Attachment | None = None,
+        enable_audio: bool = True,
+        prompt_expansion: bool = False,
+        seed: app_commands.Range[int, RANDOM_SEED, MAX_SEED] = RANDOM_SEED,
+    ) -> None:
+        """Validate, price, reserve and start a video; progress shows in a private message."""
+        try:  # cheap checks first: nothing downloaded, nothing spent
+            check_declared_size("image", image.size, MAX_IMAGE_BYTES)
+            if audio is not None:
+                check_declared_size("audio file", audio.size, MAX_AUDIO_BYTES)
+            request = GenerationRequest.parse(
+                image=image.url,
+                prompt=prompt,
+                audio=audio.url if audio else None,
+                negative_prompt=negative_prompt,
+                resolution=resolution,
+                duration=duration,
+                shot_type=shot_type,
+                enable_prompt_expansion=prompt_expansion,
+                enable_audio=enable_audio,
+                seed=concrete_seed(seed),
+            )
+        except (InvalidMedia, InvalidRequest) as error:
+            await interaction.response.send_message(f"⚠️ {error}", ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            uploads = {"image": check_image(image.filename, await image.read())}
+            if audio is not None:
+                uploads["audio"] = check_audio(audio.filename, await audio.read())
+        except InvalidMedia as error:
+            await interaction.edit_original_response(content=f"⚠️ {error}")
+            return
+        except discord.HTTPException:
+            await interaction.edit_original_response(
+                content="⚠️ I couldn't download your attachment from Discord. Please try again."
+            )
+            return
+        await self.launch(interaction, request, uploads)
+
+    async def launch(
+        self,
+        interaction: discord.Interaction,
+        request: GenerationRequest,
+        uploads: dict[str, MediaFile] | None = None,
+    ) -> None:
+        """Reserve and start a job for an interaction that was deferred ephemerally."""
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        owner = JobOwner(interaction.guild_id, interaction.channel_id, interaction.user.id)
+        try:
+            job = await self.bot.services.runner.start(
+                owner, request, self.delivery(interaction), uploads
+            )
+        except BudgetError as error:
+            await interaction.edit_original_response(content=f"⚠️ {texts.refusal_text(error)}")
+            return
+        balance = await self.bot.services.storage.member_balance(owner.guild_id, owner.member_id)
+        await interaction.edit_original_response(
+            content=texts.status_text(request, job.price_micro, balance, None, 0.0)
+        )
+
+    async def on_button(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
+        """Re-roll, Same seed or Delete on a result message."""
+        job = await self.bot.services.storage.get_job(job_id)
+        if job is None or job.guild_id != interaction.guild_id:
+            await interaction.response.send_message("That video is unknown here.", ephemeral=True)
+            return
+        request = GenerationRequest.model_validate_json(job.request_json)
+        match action:
+            case "reroll":
+                await interaction.response.defer(ephemeral=True, thinking=True)
+                rerolled = request.model_copy(update={"seed": concrete_seed(RANDOM_SEED)})
+                await self.launch(interaction, rerolled)
+            case "same":
+                await interaction.response.send_modal(SameSeedModal(self, request))
+            case "delete":
+                await self._delete(interaction, job)
+
+    async def _delete(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        permissions = interaction.permissions
+        if interaction.user.id != job.member_id and not permissions.manage_messages:
+            await interaction.response.send_message(
+                "Only the member who asked for this video or a moderator can delete it.",
+                ephemeral=True,
+            )
+            return
+        await interaction.response.send_message("Deleted.", ephemeral=True)
+        if interaction.message is not None:
+            await interaction.message.delete()
+
+
+async def setup(bot: WanBot) -> None:
+    """Extension entry point."""
+    await bot.add_cog(VideoCog(bot))

@@ -1,0 +1,471 @@
+"""World model of the fake Discord: guilds, channels, members, messages, attachments, interactions.
+
+Everything here is plain data plus the conversion to the JSON payloads Discord sends. The HTTP and
+gateway halves (``discord_rest.py``, ``discord_gateway.py``) mutate these objects; tests read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+DISCORD_EPOCH_MS = 1_420_070_400_000
+MIB = 1024 * 1024
+
+# Permission bits (https://discord.com/developers/docs/topics/permissions).
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+ADD_REACTIONS = 1 << 6
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+MANAGE_MESSAGES = 1 << 13
+EMBED_LINKS = 1 << 14
+ATTACH_FILES = 1 << 15
+READ_MESSAGE_HISTORY = 1 << 16
+USE_APPLICATION_COMMANDS = 1 << 31
+SEND_MESSAGES_IN_THREADS = 1 << 38
+#: What @everyone may do in a freshly created server, and so what a normal member may do.
+MEMBER_PERMISSIONS = (
+    ADD_REACTIONS
+    | VIEW_CHANNEL
+    | SEND_MESSAGES
+    | EMBED_LINKS
+    | ATTACH_FILES
+    | READ_MESSAGE_HISTORY
+    | USE_APPLICATION_COMMANDS
+    | SEND_MESSAGES_IN_THREADS
+)
+ALL_PERMISSIONS = (1 << 51) - 1
+
+EPHEMERAL = 1 << 6
+LOADING = 1 << 7
+IS_COMPONENTS_V2 = 1 << 15
+#: Flags a message author may set (SUPPRESS_EMBEDS, EPHEMERAL, SUPPRESS_NOTIFICATIONS, IS_COMPONENTS_V2).
+SETTABLE_FLAGS = (1 << 2) | EPHEMERAL | (1 << 12) | IS_COMPONENTS_V2
+
+#: Upload limit per file by boost tier (discord.py's ``Guild._PREMIUM_GUILD_LIMITS``).
+TIER_FILESIZE_LIMIT = {0: 10 * MIB, 1: 10 * MIB, 2: 50 * MIB, 3: 100 * MIB}
+
+
+class Clock:
+    """Wall clock with a test-controlled offset, so expiry can be tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        """Seconds since the Unix epoch, shifted by :meth:`advance`."""
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        self.offset += seconds
+
+    def iso(self) -> str:
+        """The current time as Discord's ISO 8601 timestamp."""
+        return dt.datetime.fromtimestamp(self.now(), dt.UTC).isoformat()
+
+
+class Notifier:
+    """Lets tests wait for a condition on the fake's state instead of sleeping."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+
+    async def notify(self) -> None:
+        """Wake every waiter so it re-checks its condition."""
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, probe: Callable[[], T], timeout: float, what: str) -> T:
+        """Wait until ``probe()`` returns something truthy and return it."""
+        result: list[T] = []
+
+        def check() -> bool:
+            value = probe()
+            if value:
+                result.append(value)
+            return bool(value)
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(check), timeout)
+            except TimeoutError:
+                raise AssertionError(f"fake Discord: timed out after {timeout}s waiting for {what}") from None
+        return result[0]
+
+
+class Snowflakes:
+    """Generates increasing snowflakes whose timestamp part is the (shifted) current time."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last = 0
+        self._counter = itertools.count()
+
+    def next(self) -> int:
+        """A new snowflake, strictly greater than every earlier one."""
+        ms = int(self._clock.now() * 1000) - DISCORD_EPOCH_MS
+        self._last = max(self._last + 1, (ms << 22) | (next(self._counter) & 0xFFF))
+        return self._last
+
+
+def user_payload(user_id: int, username: str, *, bot: bool = False) -> dict[str, Any]:
+    """A Discord user object."""
+    return {
+        "id": str(user_id),
+        "username": username,
+        "discriminator": "0",
+        "global_name": username,
+        "avatar": None,
+        "bot": bot,
+        "public_flags": 0,
+    }
+
+
+@dataclass
+class Role:
+    """A guild role; the @everyone role has the guild's id."""
+
+    id: int
+    name: str
+    permissions: int
+    position: int = 0
+
+    def to_payload(self) -> dict[str, Any]:
+        """Discord role object."""
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "permissions": str(self.permissions),
+            "position": self.position,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+
+
+@dataclass
+class Member:
+    """A guild member."""
+
+    user: dict[str, Any]
+    roles: list[int]
+    joined_at: str
+    nick: str | None = None
+
+    def to_payload(self, *, permissions: int | None = None) -> dict[str, Any]:
+        """Discord guild member object; interactions add the member's ``permissions``."""
+        payload: dict[str, Any] = {
+            "user": self.user,
+            "roles": [str(r) for r in self.roles],
+            "joined_at": self.joined_at,
+            "nick": self.nick,
+            "avatar": None,
+            "premium_since": None,
+            "deaf": False,
+            "mute": False,
+            "pending": False,
+            "flags": 0,
+            "communication_disabled_until": None,
+        }
+        if permissions is not None:
+            payload["permissions"] = str(permissions)
+        return payload
+
+
+@dataclass
+class Channel:
+    """A guild text channel (type 0) or a DM (type 1, ``guild_id`` None)."""
+
+    id: int
+    name: str
+    guild_id: int | None
+    bot_user_id: int
+    position: int = 0
+    nsfw: bool = False
+    bot_can_send: bool = True
+    bot_can_attach: bool = True
+    recipient: dict[str, Any] | None = None
+
+    @property
+    def bot_denied(self) -> int:
+        """Permission bits a member overwrite takes away from the bot here."""
+        return (0 if self.bot_can_send else SEND_MESSAGES) | (0 if self.bot_can_attach else ATTACH_FILES)
+
+    def to_payload(self, *, permissions: int | None = None) -> dict[str, Any]:
+        """Discord channel object (``permissions`` is added in interaction payloads)."""
+        if self.guild_id is None:
+            return {"id": str(self.id), "type": 1, "recipients": [self.recipient], "last_message_id": None}
+        overwrites = []
+        if self.bot_denied:
+            deny = str(self.bot_denied)
+            overwrites.append({"id": str(self.bot_user_id), "type": 1, "allow": "0", "deny": deny})
+        payload: dict[str, Any] = {
+            "id": str(self.id),
+            "type": 0,
+            "guild_id": str(self.guild_id),
+            "name": self.name,
+            "position": self.position,
+            "nsfw": self.nsfw,
+            "topic": None,
+            "parent_id": None,
+            "rate_limit_per_user": 0,
+            "last_message_id": None,
+            "permission_overwrites": overwrites,
+        }
+        if permissions is not None:
+            payload["permissions"] = str(permissions)
+        return payload
+
+
+@dataclass
+class Guild:
+    """A server with its roles, channels and members."""
+
+    id: int
+    name: str
+    owner_id: int
+    premium_tier: int = 0
+    roles: dict[int, Role] = field(default_factory=dict)
+    channels: dict[int, Channel] = field(default_factory=dict)
+    members: dict[int, Member] = field(default_factory=dict)
+
+    @property
+    def filesize_limit(self) -> int:
+        """Upload limit for bot messages in this guild."""
+        return TIER_FILESIZE_LIMIT[self.premium_tier]
+
+    def base_permissions(self, member: Member) -> int:
+        """Union of @everyone and the member's roles (administrator means everything)."""
+        perms = self.roles[self.id].permissions
+        for role_id in member.roles:
+            perms |= self.roles[role_id].permissions
+        return ALL_PERMISSIONS if perms & ADMINISTRATOR else perms
+
+    def to_payload(self) -> dict[str, Any]:
+        """Discord guild object as in GUILD_CREATE / GET /guilds/{id}."""
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "owner_id": str(self.owner_id),
+            "premium_tier": self.premium_tier,
+            "premium_subscription_count": [0, 2, 7, 14][self.premium_tier],
+            "member_count": len(self.members),
+            "large": False,
+            "unavailable": False,
+            "features": [],
+            "preferred_locale": "en-US",
+            "roles": [r.to_payload() for r in self.roles.values()],
+            "channels": [c.to_payload() for c in self.channels.values()],
+            "members": [],
+            "threads": [],
+            "emojis": [],
+            "stickers": [],
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+        }
+
+
+@dataclass(eq=False)
+class FakeAttachment:
+    """A file held by the fake CDN: an input for a command, or a file the bot uploaded."""
+
+    id: int
+    filename: str
+    data: bytes
+    content_type: str | None
+    url: str
+    expires_at: float
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def size(self) -> int:
+        """Size in bytes."""
+        return len(self.data)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Discord attachment object."""
+        payload: dict[str, Any] = {
+            "id": str(self.id),
+            "filename": self.filename,
+            "size": self.size,
+            "url": self.url,
+            "proxy_url": self.url,
+            "width": self.width,
+            "height": self.height,
+        }
+        if self.content_type is not None:
+            payload["content_type"] = self.content_type
+        return payload
+
+
+@dataclass(eq=False)
+class FakeMessage:
+    """A message in the fake's store; ``history`` holds a snapshot from before each edit."""
+
+    id: int
+    channel_id: int
+    guild_id: int | None
+    author: dict[str, Any]
+    timestamp: str
+    content: str = ""
+    embeds: list[dict[str, Any]] = field(default_factory=list)
+    components: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[FakeAttachment] = field(default_factory=list)
+    flags: int = 0
+    edited_timestamp: str | None = None
+    interaction_id: int | None = None
+    webhook_id: int | None = None
+    interaction_metadata: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    deleted: bool = False
+
+    @property
+    def ephemeral(self) -> bool:
+        """Whether only the invoking user can see it."""
+        return bool(self.flags & EPHEMERAL)
+
+    @property
+    def author_id(self) -> int:
+        """The author's user id."""
+        return int(self.author["id"])
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the editable state (attachments as filenames)."""
+        return json.loads(
+            json.dumps(
+                {
+                    "content": self.content,
+                    "embeds": self.embeds,
+                    "components": self.components,
+                    "attachments": [a.filename for a in self.attachments],
+                    "flags": self.flags,
+                    "edited_timestamp": self.edited_timestamp,
+                }
+            )
+        )
+
+    def iter_components(self) -> Iterator[dict[str, Any]]:
+        """Every component, depth first (rows, their children, labels, containers...)."""
+        stack = list(reversed(self.components))
+        while stack:
+            component = stack.pop()
+            yield component
+            children = list(component.get("components", []))
+            if "component" in component:
+                children.append(component["component"])
+            stack.extend(reversed(children))
+
+    def component(self, custom_id: str) -> dict[str, Any] | None:
+        """The component with this ``custom_id``, if the message has one."""
+        return next((c for c in self.iter_components() if c.get("custom_id") == custom_id), None)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Discord message object."""
+        payload: dict[str, Any] = {
+            "id": str(self.id),
+            "type": 0 if self.interaction_metadata is None else 20,
+            "channel_id": str(self.channel_id),
+            "author": self.author,
+            "content": self.content,
+            "embeds": self.embeds,
+            "components": self.components,
+            "attachments": [a.to_payload() for a in self.attachments],
+            "flags": self.flags,
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "pinned": False,
+            "tts": False,
+            "timestamp": self.timestamp,
+            "edited_timestamp": self.edited_timestamp,
+        }
+        if self.guild_id is not None:
+            payload["guild_id"] = str(self.guild_id)
+        if self.webhook_id is not None:
+            payload["webhook_id"] = str(self.webhook_id)
+            payload["application_id"] = str(self.webhook_id)
+        if self.interaction_metadata is not None:
+            payload["interaction_metadata"] = self.interaction_metadata
+        return payload
+
+
+@dataclass(eq=False)
+class FakeInteraction:
+    """One interaction the fake dispatched, and everything the bot did with it."""
+
+    id: int
+    token: str
+    type: int
+    payload: dict[str, Any]
+    dispatched_at: float
+    notifier: Notifier = field(repr=False)
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    original: FakeMessage | None = None
+    followups: list[FakeMessage] = field(default_factory=list)
+
+    @property
+    def user_id(self) -> int:
+        """The invoking user."""
+        return int(self.payload["member"]["user"]["id"])
+
+    @property
+    def channel_id(self) -> int:
+        """The channel it was invoked in."""
+        return int(self.payload["channel_id"])
+
+    @property
+    def message_id(self) -> int | None:
+        """For a component (or modal from a component) interaction: the message it came from."""
+        message = self.payload.get("message")
+        return None if message is None else int(message["id"])
+
+    @property
+    def attachment_size_limit(self) -> int:
+        """Upload limit for responses and follow-ups."""
+        return int(self.payload["attachment_size_limit"])
+
+    @property
+    def acked(self) -> bool:
+        """Whether the bot answered the callback."""
+        return bool(self.callbacks)
+
+    @property
+    def response_type(self) -> int | None:
+        """The callback type the bot answered with (4, 5, 6, 7 or 9), if any."""
+        return self.callbacks[0]["type"] if self.callbacks else None
+
+    @property
+    def modal(self) -> dict[str, Any] | None:
+        """The modal the bot opened (callback type 9 data), if any."""
+        return self.callbacks[0]["data"] if self.response_type == 9 else None
+
+    async def wait_for(
+        self, predicate: Callable[[FakeInteraction], bool], timeout: float = 5.0
+    ) -> None:
+        """Wait until ``predicate(self)`` holds."""
+        await self.notifier.wait_for(lambda: predicate(self), timeout, f"interaction {self.id}")
+
+    async def wait_until_acked(self, timeout: float = 5.0) -> None:
+        """Wait for the bot's callback."""
+        await self.wait_for(lambda i: i.acked, timeout)
+
+    async def wait_for_followups(self, count: int = 1, timeout: float = 5.0) -> list[FakeMessage]:
+        """Wait until the bot sent at least ``count`` follow-ups and return them."""
+        await self.wait_for(lambda i: len(i.followups) >= count, timeout)
+        return self.followups

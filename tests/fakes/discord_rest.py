@@ -1,0 +1,472 @@
+"""REST and CDN routes of the fake Discord, with the checks the real API makes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from tests.fakes.discord_models import (
+    EPHEMERAL,
+    IS_COMPONENTS_V2,
+    LOADING,
+    MIB,
+    Channel,
+    FakeInteraction,
+    FakeMessage,
+)
+
+if TYPE_CHECKING:
+    from tests.fakes.discord_server import FakeDiscord
+
+log = logging.getLogger("tests.fakes.discord")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+API = "/api/v10"
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """JSON with content type exactly ``application/json`` (discord.py compares it verbatim)."""
+    body = json.dumps(data).encode()
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+class DiscordError(Exception):
+    """An error answer in Discord's shape: ``{"message": ..., "code": ...}`` (+ ``errors``)."""
+
+    def __init__(
+        self, status: int, code: int, message: str, errors: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{status} {code} {message}")
+        self.status, self.code, self.message, self.errors = status, code, message, errors
+
+    def response(self) -> web.Response:
+        """The HTTP answer."""
+        body: dict[str, Any] = {"message": self.message, "code": self.code}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return json_response(body, self.status)
+
+
+def unknown(what: str, code: int) -> DiscordError:
+    """404 ``Unknown <what>``."""
+    return DiscordError(404, code, f"Unknown {what}")
+
+
+def form_error(path: str, code: str, message: str) -> DiscordError:
+    """400 50035 Invalid Form Body with Discord's nested ``errors`` for ``path`` (dotted)."""
+    errors: dict[str, Any] = {"_errors": [{"code": code, "message": message}]}
+    for key in reversed(path.split(".")):
+        errors = {key: errors}
+    return DiscordError(400, 50035, "Invalid Form Body", errors)
+
+
+MISSING_PERMISSIONS = DiscordError(403, 50013, "Missing Permissions")
+
+
+@dataclass
+class Upload:
+    """One ``files[n]`` part of a multipart request."""
+
+    filename: str
+    data: bytes
+
+    @property
+    def content_type(self) -> str | None:
+        """What Discord infers from the file name (discord.py always sends octet-stream)."""
+        return mimetypes.guess_type(self.filename)[0]
+
+
+async def read_body(request: web.Request) -> tuple[dict[str, Any], dict[int, Upload]]:
+    """The JSON payload (plain or ``payload_json``) and the uploaded files by index."""
+    if not request.content_type.startswith("multipart/"):
+        raw = await request.read()
+        return (json.loads(raw) if raw else {}), {}
+    payload: dict[str, Any] = {}
+    files: dict[int, Upload] = {}
+    reader = await request.multipart()
+    async for part in reader:
+        name = part.name or ""  # type: ignore[union-attr]
+        data = await part.read()  # type: ignore[union-attr]
+        if name == "payload_json":
+            payload = json.loads(data)
+        elif match := re.fullmatch(r"files\[(\d+)\]", name):
+            files[int(match[1])] = Upload(part.filename or "file", bytes(data))  # type: ignore[union-attr]
+    return payload, files
+
+
+def check_size(files: dict[int, Upload], limit: int) -> None:
+    """413 40005 when any file is over the upload limit."""
+    if any(len(f.data) > limit for f in files.values()):
+        raise DiscordError(413, 40005, "Request entity too large")
+
+
+def check_components(components: list[dict[str, Any]], flags: int, path: str = "components") -> None:
+    """Action row / button / custom_id limits."""
+    if not flags & IS_COMPONENTS_V2 and len(components) > 5:
+        raise form_error(path, "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+    seen: set[str] = set()
+    for index, row in enumerate(components):
+        children = row.get("components", [])
+        if row.get("type") == 1 and not 1 <= len(children) <= 5:
+            raise form_error(
+                f"{path}.{index}.components", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length."
+            )
+        for position, child in enumerate([row, *children, row.get("component") or {}]):
+            custom_id = child.get("custom_id")
+            if custom_id is None:
+                continue
+            where = f"{path}.{index}" if position == 0 else f"{path}.{index}.components.{position - 1}"
+            if len(custom_id) > 100:
+                raise form_error(f"{where}.custom_id", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.")
+            if custom_id in seen:
+                raise form_error(
+                    f"{where}.custom_id", "COMPONENT_CUSTOM_ID_DUPLICATED", "Component custom id cannot be duplicated"
+                )
+            seen.add(custom_id)
+
+
+def check_message(payload: dict[str, Any], files: dict[int, Upload], limit: int, *, creating: bool) -> None:
+    """What Discord rejects in a message create or edit."""
+    check_size(files, limit)
+    content = payload.get("content") or ""
+    if len(content) > 2000:
+        raise form_error("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
+    embeds = payload.get("embeds") or []
+    if len(embeds) > 10:
+        raise form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+    if len(files) > 10:
+        raise form_error("files", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+    components = payload.get("components") or []
+    check_components(components, payload.get("flags") or 0)
+    has_body = content or embeds or components or files or payload.get("sticker_ids") or payload.get("poll")
+    if creating and not has_body:
+        raise DiscordError(400, 50006, "Cannot send an empty message")
+
+
+def check_modal(data: dict[str, Any]) -> None:
+    """What Discord rejects in a modal (callback type 9)."""
+    if not 1 <= len(data.get("custom_id") or "") <= 100:
+        raise form_error("data.custom_id", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+    if not 1 <= len(data.get("title") or "") <= 45:
+        raise form_error("data.title", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45 in length.")
+    components = data.get("components") or []
+    if not 1 <= len(components) <= 5:
+        raise form_error("data.components", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length.")
+    check_components(components, 0, "data.components")
+
+
+class RestApi:
+    """The aiohttp routes: Discord's REST API under ``/api/v10`` plus the attachment CDN."""
+
+    def __init__(self, fake: FakeDiscord) -> None:
+        self.fake = fake
+
+    def register(self, app: web.Application) -> None:
+        """Add every route, then a catch-all that answers unknown routes with 404."""
+        bot_routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/users/@me", self.get_me),
+            ("GET", "/oauth2/applications/@me", self.get_application),
+            ("GET", "/gateway/bot", self.get_gateway_bot),
+            ("POST", "/channels/{channel_id}/messages", self.create_message),
+            ("GET", "/channels/{channel_id}/messages/{message_id}", self.get_message),
+            ("PATCH", "/channels/{channel_id}/messages/{message_id}", self.edit_message),
+            ("DELETE", "/channels/{channel_id}/messages/{message_id}", self.delete_message),
+            ("GET", "/channels/{channel_id}", self.get_channel),
+            ("GET", "/guilds/{guild_id}", self.get_guild),
+            ("GET", "/guilds/{guild_id}/members/{user_id}", self.get_member),
+            ("POST", "/users/@me/channels", self.create_dm),
+            ("GET", "/applications/{app_id}/commands", self.get_commands),
+            ("PUT", "/applications/{app_id}/commands", self.put_commands),
+            ("GET", "/applications/{app_id}/guilds/{guild_id}/commands", self.get_commands),
+            ("PUT", "/applications/{app_id}/guilds/{guild_id}/commands", self.put_commands),
+        ]
+        for method, path, handler in bot_routes:
+            app.router.add_route(method, API + path, self.bot_auth(handler))
+        token_routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/gateway", self.get_gateway),
+            ("POST", "/interactions/{interaction_id}/{token}/callback", self.interaction_callback),
+            ("POST", "/webhooks/{app_id}/{token}", self.execute_webhook),
+            ("GET", "/webhooks/{app_id}/{token}/messages/{message_id}", self.get_webhook_message),
+            ("PATCH", "/webhooks/{app_id}/{token}/messages/{message_id}", self.edit_webhook_message),
+            ("DELETE", "/webhooks/{app_id}/{token}/messages/{message_id}", self.delete_webhook_message),
+        ]
+        for method, path, handler in token_routes:
+            app.router.add_route(method, API + path, handler)
+        app.router.add_get("/{kind:(ephemeral-)?attachments}/{scope}/{attachment_id}/{filename}", self.cdn)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Injected rate limits, Discord-style errors, the request log, waking waiters."""
+        try:
+            response = self.fake.take_rate_limit(request) or await handler(request)
+        except DiscordError as error:
+            response = error.response()
+        self.fake.record_request(request, response.status)
+        await self.fake.notifier.notify()
+        return response
+
+    def bot_auth(self, handler: Handler) -> Handler:
+        """Require ``Authorization: Bot <token>`` like every bot route."""
+
+        async def checked(request: web.Request) -> web.StreamResponse:
+            if request.headers.get("Authorization") != f"Bot {self.fake.bot_token}":
+                raise DiscordError(401, 0, "401: Unauthorized")
+            return await handler(request)
+
+        return checked
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        """Unknown route: 404, logged loudly and kept in ``fake.unhandled``."""
+        log.error("fake Discord has no route for %s %s", request.method, request.path_qs)
+        self.fake.unhandled.append(f"{request.method} {request.path_qs}")
+        raise DiscordError(404, 0, "404: Not Found")
+
+    # Login and gateway discovery
+
+    async def get_me(self, request: web.Request) -> web.Response:
+        """GET /users/@me."""
+        return json_response(self.fake.bot_user)
+
+    async def get_application(self, request: web.Request) -> web.Response:
+        """GET /oauth2/applications/@me."""
+        return json_response(self.fake.application_payload())
+
+    async def get_gateway(self, request: web.Request) -> web.Response:
+        """GET /gateway."""
+        return json_response({"url": self.fake.gateway_url})
+
+    async def get_gateway_bot(self, request: web.Request) -> web.Response:
+        """GET /gateway/bot (used by AutoShardedClient)."""
+        limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
+        return json_response({"url": self.fake.gateway_url, "shards": 1, "session_start_limit": limit})
+
+    # Bot-token routes
+
+    def channel(self, request: web.Request) -> Channel:
+        """The channel named in the path, or 404 10003."""
+        channel = self.fake.channels.get(int(request.match_info["channel_id"]))
+        if channel is None:
+            raise unknown("Channel", 10003)
+        return channel
+
+    def channel_message(self, request: web.Request) -> FakeMessage:
+        """A message the bot can see in the path's channel, or 404 10008."""
+        channel = self.channel(request)
+        message = self.fake.messages.get(int(request.match_info["message_id"]))
+        if message is None or message.deleted or message.ephemeral or message.channel_id != channel.id:
+            raise unknown("Message", 10008)
+        return message
+
+    async def create_message(self, request: web.Request) -> web.Response:
+        """POST /channels/{id}/messages: checks permissions, size by boost tier, limits."""
+        channel = self.channel(request)
+        payload, files = await read_body(request)
+        if not channel.bot_can_send or (files and not channel.bot_can_attach):
+            raise MISSING_PERMISSIONS
+        guild = self.fake.guilds.get(channel.guild_id or 0)
+        check_message(payload, files, guild.filesize_limit if guild else 10 * MIB, creating=True)
+        message = self.fake.new_message(channel, self.fake.bot_user, payload, files)
+        return json_response(message.to_payload())
+
+    async def get_message(self, request: web.Request) -> web.Response:
+        """GET /channels/{id}/messages/{id}."""
+        return json_response(self.channel_message(request).to_payload())
+
+    async def edit_message(self, request: web.Request) -> web.Response:
+        """PATCH /channels/{id}/messages/{id}: only the bot's own messages."""
+        message = self.channel_message(request)
+        if message.author_id != self.fake.bot_user_id:
+            raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+        payload, files = await read_body(request)
+        channel = self.fake.channels[message.channel_id]
+        if files and not channel.bot_can_attach:
+            raise MISSING_PERMISSIONS
+        guild = self.fake.guilds.get(channel.guild_id or 0)
+        check_message(payload, files, guild.filesize_limit if guild else 10 * MIB, creating=False)
+        self.fake.edit_message(message, payload, files)
+        return json_response(message.to_payload())
+
+    async def delete_message(self, request: web.Request) -> web.Response:
+        """DELETE /channels/{id}/messages/{id}: the bot has no Manage Messages."""
+        message = self.channel_message(request)
+        if message.author_id != self.fake.bot_user_id:
+            raise MISSING_PERMISSIONS
+        self.fake.delete_message(message)
+        return web.Response(status=204)
+
+    async def get_channel(self, request: web.Request) -> web.Response:
+        """GET /channels/{id}."""
+        return json_response(self.channel(request).to_payload())
+
+    async def get_guild(self, request: web.Request) -> web.Response:
+        """GET /guilds/{id}."""
+        guild = self.fake.guilds.get(int(request.match_info["guild_id"]))
+        if guild is None:
+            raise unknown("Guild", 10004)
+        return json_response(guild.to_payload())
+
+    async def get_member(self, request: web.Request) -> web.Response:
+        """GET /guilds/{id}/members/{user_id}."""
+        guild = self.fake.guilds.get(int(request.match_info["guild_id"]))
+        if guild is None:
+            raise unknown("Guild", 10004)
+        member = guild.members.get(int(request.match_info["user_id"]))
+        if member is None:
+            raise unknown("Member", 10007)
+        return json_response(member.to_payload())
+
+    async def create_dm(self, request: web.Request) -> web.Response:
+        """POST /users/@me/channels."""
+        payload, _ = await read_body(request)
+        user = self.fake.users.get(int(payload.get("recipient_id", 0)))
+        if user is None:
+            raise unknown("User", 10013)
+        return json_response(self.fake.dm_channel(user).to_payload())
+
+    def check_app(self, request: web.Request) -> int | None:
+        """403 50001 for another application's commands; returns the guild id, if any."""
+        if int(request.match_info["app_id"]) != self.fake.application_id:
+            raise DiscordError(403, 50001, "Missing Access")
+        guild_id = request.match_info.get("guild_id")
+        if guild_id is not None and int(guild_id) not in self.fake.guilds:
+            raise unknown("Guild", 10004)
+        return None if guild_id is None else int(guild_id)
+
+    async def get_commands(self, request: web.Request) -> web.Response:
+        """GET /applications/{id}[/guilds/{id}]/commands."""
+        return json_response(self.fake.commands.get(self.check_app(request), []))
+
+    async def put_commands(self, request: web.Request) -> web.Response:
+        """PUT (bulk overwrite) /applications/{id}[/guilds/{id}]/commands."""
+        guild_id = self.check_app(request)
+        payload, _ = await read_body(request)
+        return json_response(self.fake.sync_commands(guild_id, payload))
+
+    # Interaction routes (authorised by the interaction token, not the bot token)
+
+    async def interaction_callback(self, request: web.Request) -> web.Response:
+        """POST /interactions/{id}/{token}/callback: within the ack deadline, only once."""
+        interaction = self.fake.interactions.get(int(request.match_info["interaction_id"]))
+        if interaction is None or interaction.token != request.match_info["token"]:
+            raise DiscordError(404, 10062, "Unknown interaction")
+        if interaction.acked:
+            raise DiscordError(400, 40060, "Interaction has already been acknowledged.")
+        if self.fake.clock.now() - interaction.dispatched_at > self.fake.ack_deadline_s:
+            raise DiscordError(404, 10062, "Unknown interaction")
+        payload, files = await read_body(request)
+        kind, data = payload.get("type"), payload.get("data") or {}
+        message = self.apply_callback(interaction, kind, data, files)
+        interaction.callbacks.append({"type": kind, "data": data})
+        if request.query.get("with_response", "").lower() not in ("1", "true"):
+            return web.Response(status=204)
+        return json_response(self.callback_response(interaction, kind, message))
+
+    def apply_callback(
+        self, interaction: FakeInteraction, kind: Any, data: dict[str, Any], files: dict[int, Upload]
+    ) -> FakeMessage | None:
+        """Carry out one callback; returns the message it created or updated."""
+        channel = self.fake.channels[interaction.channel_id]
+        if kind == 4:
+            check_message(data, files, interaction.attachment_size_limit, creating=True)
+            message = self.fake.new_message(channel, self.fake.bot_user, data, files, interaction)
+            interaction.original = message
+            return message
+        if kind == 5:
+            flags = LOADING | ((data.get("flags") or 0) & EPHEMERAL)
+            message = self.fake.new_message(channel, self.fake.bot_user, {"flags": flags}, {}, interaction)
+            interaction.original = message
+            return message
+        if kind in (6, 7) and interaction.message_id is not None:
+            message = self.fake.messages[interaction.message_id]
+            interaction.original = message
+            if kind == 7:
+                check_message(data, files, interaction.attachment_size_limit, creating=False)
+                self.fake.edit_message(message, data, files)
+            return message
+        if kind == 9 and interaction.type in (2, 3):
+            check_modal(data)
+            return None
+        raise form_error("type", "INTERACTION_RESPONSE_TYPE_INVALID", f"Invalid response type {kind}.")
+
+    @staticmethod
+    def callback_response(
+        interaction: FakeInteraction, kind: int, message: FakeMessage | None
+    ) -> dict[str, Any]:
+        """The ``with_response`` body: ``{"interaction": ..., "resource": ...}``."""
+        summary: dict[str, Any] = {"id": str(interaction.id), "type": interaction.type}
+        resource: dict[str, Any] = {"type": kind}
+        if message is not None:
+            summary["response_message_id"] = str(message.id)
+            summary["response_message_loading"] = kind == 5
+            summary["response_message_ephemeral"] = message.ephemeral
+            resource["message"] = message.to_payload()
+        return {"interaction": summary, "resource": resource}
+
+    def webhook_interaction(self, request: web.Request) -> FakeInteraction:
+        """The interaction behind ``/webhooks/{app_id}/{token}``: known, acked and not expired."""
+        interaction = self.fake.interactions_by_token.get(request.match_info["token"])
+        if interaction is None or int(request.match_info["app_id"]) != self.fake.application_id:
+            raise unknown("Webhook", 10015)
+        if self.fake.clock.now() - interaction.dispatched_at > self.fake.token_lifetime_s:
+            raise DiscordError(401, 50027, "Invalid Webhook Token")
+        if not interaction.acked:
+            raise unknown("Webhook", 10015)
+        return interaction
+
+    def webhook_message(self, request: web.Request) -> tuple[FakeInteraction, FakeMessage]:
+        """``@original`` or a follow-up of this interaction, or 404 10008."""
+        interaction = self.webhook_interaction(request)
+        wanted = request.match_info["message_id"]
+        candidates = [interaction.original, *interaction.followups]
+        if wanted == "@original":
+            candidates = candidates[:1]
+        for message in candidates:
+            if message is not None and not message.deleted and wanted in ("@original", str(message.id)):
+                return interaction, message
+        raise unknown("Message", 10008)
+
+    async def execute_webhook(self, request: web.Request) -> web.Response:
+        """POST /webhooks/{app_id}/{token}: a follow-up, limited by the interaction's upload limit."""
+        interaction = self.webhook_interaction(request)
+        payload, files = await read_body(request)
+        check_message(payload, files, interaction.attachment_size_limit, creating=True)
+        channel = self.fake.channels[interaction.channel_id]
+        message = self.fake.new_message(channel, self.fake.bot_user, payload, files, interaction)
+        interaction.followups.append(message)
+        if request.query.get("wait", "").lower() not in ("1", "true"):
+            return web.Response(status=204)
+        return json_response(message.to_payload())
+
+    async def get_webhook_message(self, request: web.Request) -> web.Response:
+        """GET /webhooks/{app_id}/{token}/messages/{@original|id}."""
+        return json_response(self.webhook_message(request)[1].to_payload())
+
+    async def edit_webhook_message(self, request: web.Request) -> web.Response:
+        """PATCH /webhooks/{app_id}/{token}/messages/{@original|id}."""
+        interaction, message = self.webhook_message(request)
+        payload, files = await read_body(request)
+        check_message(payload, files, interaction.attachment_size_limit, creating=False)
+        self.fake.edit_message(message, payload, files)
+        return json_response(message.to_payload())
+
+    async def delete_webhook_message(self, request: web.Request) -> web.Response:
+        """DELETE /webhooks/{app_id}/{token}/messages/{@original|id}."""
+        self.fake.delete_message(self.webhook_message(request)[1])
+        return web.Response(status=204)
+
+    # CDN
+
+    async def cdn(self, request: web.Request) -> web.Response:
+        """GET an attachment URL: 404 once its signature has expired, like the real CDN."""
+        attachment = self.fake.attachments.get(int(request.match_info["attachment_id"]))
+        if attachment is None or not self.fake.url_is_valid(attachment, request):
+            return web.Response(status=404, text="This content is no longer available.")
+        content_type = attachment.content_type or "application/octet-stream"
+        return web.Response(body=attachment.data, content_type=content_type)
