@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from yarl import URL
@@ -171,15 +172,10 @@ class Prediction(BaseModel):
     timings: dict[str, Any] | None = None
     task_code: int | None = Field(default=None, validation_alias=AliasChoices("error_code", "code"))
 
-    @field_validator("model", mode="before")
+    @field_validator("model", "outputs", mode="before")
     @classmethod
-    def _null_model(cls, value: Any) -> Any:
-        return "" if value is None else value
-
-    @field_validator("outputs", mode="before")
-    @classmethod
-    def _null_outputs(cls, value: Any) -> Any:
-        return [] if value is None else value
+    def _default_for_null(cls, value: Any, info: ValidationInfo) -> Any:
+        return cls.model_fields[info.field_name or ""].default if value is None else value
 
     @field_validator("urls", mode="before")
     @classmethod
@@ -338,12 +334,15 @@ class _Reply:
 
 _Outcome = _Reply | aiohttp.ClientError | TimeoutError
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+_BAD_URL_ERRORS = (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)
 # Failures that happen before a single byte of the request was sent.
-_NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, *_BAD_URL_ERRORS)
 
 
 def _retry_idempotent(outcome: _Outcome) -> bool:
-    return not isinstance(outcome, _Reply) or outcome.status in RETRYABLE_HTTP
+    if isinstance(outcome, _Reply):
+        return outcome.status in RETRYABLE_HTTP
+    return not isinstance(outcome, _BAD_URL_ERRORS)
 
 
 def _retry_submit(outcome: _Outcome) -> bool:
@@ -351,7 +350,7 @@ def _retry_submit(outcome: _Outcome) -> bool:
     # opened, or a 429 refused it. Anything else may have created (and billed) the task.
     if isinstance(outcome, _Reply):
         return outcome.status == 429
-    return isinstance(outcome, _NOT_SENT_ERRORS)
+    return isinstance(outcome, _NOT_SENT_ERRORS) and not isinstance(outcome, _BAD_URL_ERRORS)
 
 
 def _where(url: str) -> str:
@@ -428,7 +427,7 @@ class WaveSpeedClient:
             content_type="application/json",
         )
         if isinstance(outcome, _NOT_SENT_ERRORS):
-            raise TransientError("Could not connect to WaveSpeed; nothing was submitted")
+            self._settled(outcome)  # raises: nothing was sent, so nothing can be billed
         uncertain = SubmitUncertain(
             "WaveSpeed did not confirm the submission; it may or may not have been accepted",
             http_status=outcome.status if isinstance(outcome, _Reply) else None,
@@ -437,11 +436,11 @@ class WaveSpeedClient:
         # 200): the task may exist. A WaveSpeed envelope, even with a 5xx, means it was processed.
         if not isinstance(outcome, _Reply):
             raise uncertain from outcome
-        if outcome.envelope is None and (outcome.status >= 500 or outcome.status < 300):
+        if outcome.envelope is None and outcome.status >= 500:
             raise uncertain
         try:
             return self._prediction(outcome)
-        except _UnreadablePrediction:
+        except _Unreadable:
             raise uncertain from None
 
     async def get_result(self, prediction_id: str) -> Prediction:
@@ -449,7 +448,7 @@ class WaveSpeedClient:
         reply = await self._idempotent("GET", self._result_url(prediction_id), self.timeouts.read_s)
         try:
             return self._prediction(reply)
-        except _UnreadablePrediction:
+        except _Unreadable:
             raise TransientError("WaveSpeed sent an unreadable result") from None
 
     async def upload(self, data: bytes, filename: str, content_type: str) -> str:
@@ -463,7 +462,10 @@ class WaveSpeedClient:
         reply = await self._idempotent(
             "POST", f"{self.base_url}/api/v3/media/upload/binary", self.timeouts.upload_s, form
         )
-        url = self._data(reply).get("download_url")
+        try:
+            url = self._data(reply).get("download_url")
+        except _Unreadable:
+            url = None
         if not isinstance(url, str) or not url:
             raise TransientError("WaveSpeed's upload answer had no download URL")
         return url
@@ -540,7 +542,8 @@ class WaveSpeedClient:
 
     def _headers(self, url: str) -> dict[str, str]:
         headers = {"User-Agent": _USER_AGENT, "X-Client-Name": CLIENT_NAME}
-        if URL(url).origin() == self._origin:
+        target = URL(url)
+        if target.is_absolute() and target.origin() == self._origin:
             headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
         return headers
 
@@ -570,9 +573,11 @@ class WaveSpeedClient:
 
     @staticmethod
     def _settled(outcome: _Outcome) -> _Reply:
-        """The reply a retry loop ended on, or TransientError if it ended on a transport error."""
+        """The reply a retry loop ended on, or the error for the transport failure it ended on."""
         if isinstance(outcome, _Reply):
             return outcome
+        if isinstance(outcome, _BAD_URL_ERRORS):
+            raise WaveSpeedError("Not a usable http(s) URL") from None
         raise TransientError(
             f"WaveSpeed could not be reached ({type(outcome).__name__})"
         ) from outcome
@@ -643,8 +648,11 @@ class WaveSpeedClient:
         """The envelope's `data` of a successful reply, or the error the reply stands for."""
         envelope = reply.envelope
         code = reply.code
-        if 200 <= code < 300 and envelope is not None and isinstance(envelope.get("data"), dict):
-            return envelope["data"]
+        if 200 <= code < 300:
+            data = envelope.get("data") if envelope else None
+            if not isinstance(data, dict):
+                raise _Unreadable
+            return data
         message = self._redact(envelope["message"]) if envelope else ""
         raise _error_for(code, message or "", reply.retry_after)
 
@@ -653,11 +661,11 @@ class WaveSpeedClient:
         try:
             return Prediction.model_validate(data)
         except ValidationError:
-            raise _UnreadablePrediction from None
+            raise _Unreadable from None
 
 
-class _UnreadablePrediction(Exception):
-    """A 2xx envelope whose data is not a prediction."""
+class _Unreadable(Exception):
+    """A success answer without the data it should carry (the caller decides what that means)."""
 
 
 def _error_for(code: int, message: str, retry_after: float | None) -> WaveSpeedError:

@@ -46,8 +46,6 @@ class Gateway:
         self.received: list[dict[str, Any]] = []
         #: The connect URL's query (``v``, ``encoding``, ``compress``) of every connection.
         self.queries: list[dict[str, str]] = []
-        #: Close code of every connection that ended.
-        self.close_codes: list[int | None] = []
 
     @property
     def live_sessions(self) -> list[GatewaySession]:
@@ -74,7 +72,6 @@ class Gateway:
                 await self.fake.notifier.notify()
         finally:
             self.connections.discard(ws)
-            self.close_codes.append(ws.close_code)
             if session is not None and session.ws is ws:
                 session.ws = None
                 if ws.close_code in FINAL_CLOSE_CODES:
@@ -100,7 +97,9 @@ class Gateway:
             log.warning("fake Discord gateway ignored op %s", op)
         return session
 
-    async def identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> GatewaySession | None:
+    async def identify(
+        self, ws: web.WebSocketResponse, data: dict[str, Any]
+    ) -> GatewaySession | None:
         """IDENTIFY: check the token and intents, then READY and a GUILD_CREATE per guild."""
         if data.get("token") != self.fake.bot_token:
             await ws.close(code=4004, message=b"Authentication failed.")
@@ -116,7 +115,7 @@ class Gateway:
         self.sessions[session.id] = session
         await self.dispatch_to(session, "READY", self.ready_payload(session, data.get("shard")))
         for guild in self.fake.guilds.values():
-            await self.dispatch_to(session, "GUILD_CREATE", guild.to_payload())
+            await self.dispatch_to(session, "GUILD_CREATE", guild.to_payload(gateway=True))
         session.ready = True
         return session
 
@@ -129,7 +128,10 @@ class Gateway:
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.fake.gateway_url,
-            "application": {"id": str(self.fake.application_id), "flags": self.fake.application_flags},
+            "application": {
+                "id": str(self.fake.application_id),
+                "flags": self.fake.application_flags,
+            },
             "private_channels": [],
             "relationships": [],
         }
@@ -137,7 +139,9 @@ class Gateway:
             payload["shard"] = shard
         return payload
 
-    async def resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> GatewaySession | None:
+    async def resume(
+        self, ws: web.WebSocketResponse, data: dict[str, Any]
+    ) -> GatewaySession | None:
         """RESUME: replay what the session missed, then RESUMED; else op 9 (re-identify)."""
         session = self.sessions.get(data.get("session_id") or "")
         if session is None or data.get("token") != self.fake.bot_token:

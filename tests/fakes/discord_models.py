@@ -48,7 +48,7 @@ ALL_PERMISSIONS = (1 << 51) - 1
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 IS_COMPONENTS_V2 = 1 << 15
-#: Flags a message author may set (SUPPRESS_EMBEDS, EPHEMERAL, SUPPRESS_NOTIFICATIONS, IS_COMPONENTS_V2).
+#: Flags an author may set: SUPPRESS_EMBEDS, EPHEMERAL, SUPPRESS_NOTIFICATIONS, COMPONENTS_V2.
 SETTABLE_FLAGS = (1 << 2) | EPHEMERAL | (1 << 12) | IS_COMPONENTS_V2
 
 #: Upload limit per file by boost tier (discord.py's ``Guild._PREMIUM_GUILD_LIMITS``).
@@ -75,7 +75,11 @@ class Clock:
 
 
 class Notifier:
-    """Lets tests wait for a condition on the fake's state instead of sleeping."""
+    """Lets tests wait for a condition on the fake's state instead of sleeping.
+
+    The waiting helpers take a ``timeout`` (ruff's ASYNC109 prefers ``asyncio.timeout`` at the call
+    site) so that a test that waits for something that never happens fails in seconds by default.
+    """
 
     def __init__(self) -> None:
         self._changed = asyncio.Condition()
@@ -85,7 +89,7 @@ class Notifier:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_for(self, probe: Callable[[], T], timeout: float, what: str) -> T:
+    async def wait_for(self, probe: Callable[[], T], timeout: float, what: str) -> T:  # noqa: ASYNC109
         """Wait until ``probe()`` returns something truthy and return it."""
         result: list[T] = []
 
@@ -99,7 +103,9 @@ class Notifier:
             try:
                 await asyncio.wait_for(self._changed.wait_for(check), timeout)
             except TimeoutError:
-                raise AssertionError(f"fake Discord: timed out after {timeout}s waiting for {what}") from None
+                raise AssertionError(
+                    f"fake Discord: timed out after {timeout}s waiting for {what}"
+                ) from None
         return result[0]
 
 
@@ -201,12 +207,19 @@ class Channel:
     @property
     def bot_denied(self) -> int:
         """Permission bits a member overwrite takes away from the bot here."""
-        return (0 if self.bot_can_send else SEND_MESSAGES) | (0 if self.bot_can_attach else ATTACH_FILES)
+        return (0 if self.bot_can_send else SEND_MESSAGES) | (
+            0 if self.bot_can_attach else ATTACH_FILES
+        )
 
     def to_payload(self, *, permissions: int | None = None) -> dict[str, Any]:
         """Discord channel object (``permissions`` is added in interaction payloads)."""
         if self.guild_id is None:
-            return {"id": str(self.id), "type": 1, "recipients": [self.recipient], "last_message_id": None}
+            return {
+                "id": str(self.id),
+                "type": 1,
+                "recipients": [self.recipient],
+                "last_message_id": None,
+            }
         overwrites = []
         if self.bot_denied:
             deny = str(self.bot_denied)
@@ -236,6 +249,7 @@ class Guild:
     id: int
     name: str
     owner_id: int
+    bot_user_id: int
     premium_tier: int = 0
     roles: dict[int, Role] = field(default_factory=dict)
     channels: dict[int, Channel] = field(default_factory=dict)
@@ -247,15 +261,17 @@ class Guild:
         return TIER_FILESIZE_LIMIT[self.premium_tier]
 
     def base_permissions(self, member: Member) -> int:
-        """Union of @everyone and the member's roles (administrator means everything)."""
+        """Union of @everyone and the member's roles (owner or administrator: everything)."""
+        if member.user["id"] == str(self.owner_id):
+            return ALL_PERMISSIONS
         perms = self.roles[self.id].permissions
         for role_id in member.roles:
             perms |= self.roles[role_id].permissions
         return ALL_PERMISSIONS if perms & ADMINISTRATOR else perms
 
-    def to_payload(self) -> dict[str, Any]:
-        """Discord guild object as in GUILD_CREATE / GET /guilds/{id}."""
-        return {
+    def to_payload(self, *, gateway: bool = False) -> dict[str, Any]:
+        """Discord guild object as in GET /guilds/{id}, or GUILD_CREATE (with the bot's member)."""
+        payload = {
             "id": str(self.id),
             "name": self.name,
             "owner_id": str(self.owner_id),
@@ -278,6 +294,9 @@ class Guild:
             "guild_scheduled_events": [],
             "soundboard_sounds": [],
         }
+        if gateway:
+            payload["members"] = [self.members[self.bot_user_id].to_payload()]
+        return payload
 
 
 @dataclass(eq=False)
@@ -456,16 +475,22 @@ class FakeInteraction:
         return self.callbacks[0]["data"] if self.response_type == 9 else None
 
     async def wait_for(
-        self, predicate: Callable[[FakeInteraction], bool], timeout: float = 5.0
+        self,
+        predicate: Callable[[FakeInteraction], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109
     ) -> None:
         """Wait until ``predicate(self)`` holds."""
         await self.notifier.wait_for(lambda: predicate(self), timeout, f"interaction {self.id}")
 
-    async def wait_until_acked(self, timeout: float = 5.0) -> None:
+    async def wait_until_acked(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Wait for the bot's callback."""
         await self.wait_for(lambda i: i.acked, timeout)
 
-    async def wait_for_followups(self, count: int = 1, timeout: float = 5.0) -> list[FakeMessage]:
+    async def wait_for_followups(
+        self,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> list[FakeMessage]:
         """Wait until the bot sent at least ``count`` follow-ups and return them."""
         await self.wait_for(lambda i: len(i.followups) >= count, timeout)
         return self.followups

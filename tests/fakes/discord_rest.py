@@ -30,7 +30,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API = "/api/v10"
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """JSON with content type exactly ``application/json`` (discord.py compares it verbatim)."""
     body = json.dumps(data).encode()
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
@@ -106,7 +108,9 @@ def check_size(files: dict[int, Upload], limit: int) -> None:
         raise DiscordError(413, 40005, "Request entity too large")
 
 
-def check_components(components: list[dict[str, Any]], flags: int, path: str = "components") -> None:
+def check_components(
+    components: list[dict[str, Any]], flags: int, path: str = "components"
+) -> None:
     """Action row / button / custom_id limits."""
     if not flags & IS_COMPONENTS_V2 and len(components) > 5:
         raise form_error(path, "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
@@ -115,23 +119,33 @@ def check_components(components: list[dict[str, Any]], flags: int, path: str = "
         children = row.get("components", [])
         if row.get("type") == 1 and not 1 <= len(children) <= 5:
             raise form_error(
-                f"{path}.{index}.components", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length."
+                f"{path}.{index}.components",
+                "BASE_TYPE_BAD_LENGTH",
+                "Must be between 1 and 5 in length.",
             )
         for position, child in enumerate([row, *children, row.get("component") or {}]):
             custom_id = child.get("custom_id")
             if custom_id is None:
                 continue
-            where = f"{path}.{index}" if position == 0 else f"{path}.{index}.components.{position - 1}"
+            where = (
+                f"{path}.{index}" if position == 0 else f"{path}.{index}.components.{position - 1}"
+            )
             if len(custom_id) > 100:
-                raise form_error(f"{where}.custom_id", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.")
+                raise form_error(
+                    f"{where}.custom_id", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length."
+                )
             if custom_id in seen:
                 raise form_error(
-                    f"{where}.custom_id", "COMPONENT_CUSTOM_ID_DUPLICATED", "Component custom id cannot be duplicated"
+                    f"{where}.custom_id",
+                    "COMPONENT_CUSTOM_ID_DUPLICATED",
+                    "Component custom id cannot be duplicated",
                 )
             seen.add(custom_id)
 
 
-def check_message(payload: dict[str, Any], files: dict[int, Upload], limit: int, *, creating: bool) -> None:
+def check_message(
+    payload: dict[str, Any], files: dict[int, Upload], limit: int, *, creating: bool
+) -> None:
     """What Discord rejects in a message create or edit."""
     check_size(files, limit)
     content = payload.get("content") or ""
@@ -144,7 +158,14 @@ def check_message(payload: dict[str, Any], files: dict[int, Upload], limit: int,
         raise form_error("files", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
     components = payload.get("components") or []
     check_components(components, payload.get("flags") or 0)
-    has_body = content or embeds or components or files or payload.get("sticker_ids") or payload.get("poll")
+    has_body = (
+        content
+        or embeds
+        or components
+        or files
+        or payload.get("sticker_ids")
+        or payload.get("poll")
+    )
     if creating and not has_body:
         raise DiscordError(400, 50006, "Cannot send an empty message")
 
@@ -152,12 +173,18 @@ def check_message(payload: dict[str, Any], files: dict[int, Upload], limit: int,
 def check_modal(data: dict[str, Any]) -> None:
     """What Discord rejects in a modal (callback type 9)."""
     if not 1 <= len(data.get("custom_id") or "") <= 100:
-        raise form_error("data.custom_id", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+        raise form_error(
+            "data.custom_id", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+        )
     if not 1 <= len(data.get("title") or "") <= 45:
-        raise form_error("data.title", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45 in length.")
+        raise form_error(
+            "data.title", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45 in length."
+        )
     components = data.get("components") or []
     if not 1 <= len(components) <= 5:
-        raise form_error("data.components", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length.")
+        raise form_error(
+            "data.components", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length."
+        )
     check_components(components, 0, "data.components")
 
 
@@ -193,12 +220,22 @@ class RestApi:
             ("POST", "/interactions/{interaction_id}/{token}/callback", self.interaction_callback),
             ("POST", "/webhooks/{app_id}/{token}", self.execute_webhook),
             ("GET", "/webhooks/{app_id}/{token}/messages/{message_id}", self.get_webhook_message),
-            ("PATCH", "/webhooks/{app_id}/{token}/messages/{message_id}", self.edit_webhook_message),
-            ("DELETE", "/webhooks/{app_id}/{token}/messages/{message_id}", self.delete_webhook_message),
+            (
+                "PATCH",
+                "/webhooks/{app_id}/{token}/messages/{message_id}",
+                self.edit_webhook_message,
+            ),
+            (
+                "DELETE",
+                "/webhooks/{app_id}/{token}/messages/{message_id}",
+                self.delete_webhook_message,
+            ),
         ]
         for method, path, handler in token_routes:
             app.router.add_route(method, API + path, handler)
-        app.router.add_get("/{kind:(ephemeral-)?attachments}/{scope}/{attachment_id}/{filename}", self.cdn)
+        app.router.add_get(
+            "/{kind:(ephemeral-)?attachments}/{scope}/{attachment_id}/{filename}", self.cdn
+        )
         app.router.add_route("*", "/{tail:.*}", self.not_found)
 
     @web.middleware
@@ -245,7 +282,9 @@ class RestApi:
     async def get_gateway_bot(self, request: web.Request) -> web.Response:
         """GET /gateway/bot (used by AutoShardedClient)."""
         limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
-        return json_response({"url": self.fake.gateway_url, "shards": 1, "session_start_limit": limit})
+        return json_response(
+            {"url": self.fake.gateway_url, "shards": 1, "session_start_limit": limit}
+        )
 
     # Bot-token routes
 
@@ -260,7 +299,12 @@ class RestApi:
         """A message the bot can see in the path's channel, or 404 10008."""
         channel = self.channel(request)
         message = self.fake.messages.get(int(request.match_info["message_id"]))
-        if message is None or message.deleted or message.ephemeral or message.channel_id != channel.id:
+        if (
+            message is None
+            or message.deleted
+            or message.ephemeral
+            or message.channel_id != channel.id
+        ):
             raise unknown("Message", 10008)
         return message
 
@@ -369,7 +413,11 @@ class RestApi:
         return json_response(self.callback_response(interaction, kind, message))
 
     def apply_callback(
-        self, interaction: FakeInteraction, kind: Any, data: dict[str, Any], files: dict[int, Upload]
+        self,
+        interaction: FakeInteraction,
+        kind: Any,
+        data: dict[str, Any],
+        files: dict[int, Upload],
     ) -> FakeMessage | None:
         """Carry out one callback; returns the message it created or updated."""
         channel = self.fake.channels[interaction.channel_id]
@@ -379,8 +427,11 @@ class RestApi:
             interaction.original = message
             return message
         if kind == 5:
-            flags = LOADING | ((data.get("flags") or 0) & EPHEMERAL)
-            message = self.fake.new_message(channel, self.fake.bot_user, {"flags": flags}, {}, interaction)
+            flags = (data.get("flags") or 0) & EPHEMERAL
+            message = self.fake.new_message(
+                channel, self.fake.bot_user, {"flags": flags}, {}, interaction
+            )
+            message.flags |= LOADING
             interaction.original = message
             return message
         if kind in (6, 7) and interaction.message_id is not None:
@@ -393,7 +444,9 @@ class RestApi:
         if kind == 9 and interaction.type in (2, 3):
             check_modal(data)
             return None
-        raise form_error("type", "INTERACTION_RESPONSE_TYPE_INVALID", f"Invalid response type {kind}.")
+        raise form_error(
+            "type", "INTERACTION_RESPONSE_TYPE_INVALID", f"Invalid response type {kind}."
+        )
 
     @staticmethod
     def callback_response(
@@ -428,12 +481,16 @@ class RestApi:
         if wanted == "@original":
             candidates = candidates[:1]
         for message in candidates:
-            if message is not None and not message.deleted and wanted in ("@original", str(message.id)):
+            if (
+                message is not None
+                and not message.deleted
+                and wanted in ("@original", str(message.id))
+            ):
                 return interaction, message
         raise unknown("Message", 10008)
 
     async def execute_webhook(self, request: web.Request) -> web.Response:
-        """POST /webhooks/{app_id}/{token}: a follow-up, limited by the interaction's upload limit."""
+        """POST /webhooks/{app_id}/{token}: a follow-up, within the interaction's upload limit."""
         interaction = self.webhook_interaction(request)
         payload, files = await read_body(request)
         check_message(payload, files, interaction.attachment_size_limit, creating=True)

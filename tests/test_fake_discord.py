@@ -1,0 +1,584 @@
+"""The fake Discord, exercised by the real discord.py client (a test cog, not wanbot's cogs)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+import pytest
+from discord import app_commands
+from discord.ext import commands
+
+from tests.fakes.discord_server import FakeDiscord, FakeInteraction, running_bot
+
+GUILD, CHANNEL, READONLY, NO_FILES, MOD_ROLE = 1001, 2001, 2002, 2003, 4001
+BOOSTED_GUILD, BOOSTED_CHANNEL = 1002, 2101
+USER, OTHER_USER = 3001, 3002
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
+MIB = 1024 * 1024
+
+
+class PanelView(discord.ui.View):
+    """Persistent buttons: fixed custom_ids, registered with ``bot.add_view`` on every start."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    @discord.ui.button(label="Again", custom_id="test:again")
+    async def again(
+        self, interaction: discord.Interaction, _: discord.ui.Button[PanelView]
+    ) -> None:
+        await interaction.response.send_message(f"again for {interaction.user.id}", ephemeral=True)
+
+    @discord.ui.button(label="Bump", custom_id="test:bump")
+    async def bump(self, interaction: discord.Interaction, _: discord.ui.Button[PanelView]) -> None:
+        await interaction.response.edit_message(content="bumped")
+
+
+class FeedbackModal(discord.ui.Modal, title="Feedback"):
+    text: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
+        label="Your feedback", custom_id="feedback:text", max_length=50
+    )
+
+    rating: discord.ui.Label[FeedbackModal] = discord.ui.Label(
+        text="Rating", component=discord.ui.TextInput(custom_id="feedback:rating", required=False)
+    )
+
+    def __init__(self) -> None:
+        super().__init__(custom_id="feedback:modal")
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        assert isinstance(self.rating.component, discord.ui.TextInput)
+        answer = f"got {self.text.value} rated {self.rating.component.value or '-'}"
+        await interaction.response.send_message(answer, ephemeral=True)
+
+
+class DemoCog(commands.Cog):
+    """Commands that use every route the fake serves."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    @app_commands.command(name="echo")
+    async def echo(
+        self, interaction: discord.Interaction, image: discord.Attachment, text: str = "hi"
+    ) -> None:
+        await interaction.response.defer(thinking=True)
+        data = await image.read()
+        file = discord.File(io.BytesIO(data), filename=image.filename)
+        await interaction.followup.send(f"{text}: {len(data)} bytes", file=file)
+        await interaction.edit_original_response(content="done")
+
+    @app_commands.command(name="post")
+    async def post(self, interaction: discord.Interaction, size: int) -> None:
+        await interaction.response.send_message("posting", ephemeral=True)
+        assert isinstance(interaction.channel, discord.TextChannel)
+        await interaction.channel.send(
+            file=discord.File(io.BytesIO(b"v" * size), filename="video.mp4")
+        )
+
+    @app_commands.command(name="panel")
+    async def panel(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("panel", view=PanelView())
+
+    @app_commands.command(name="feedback")
+    async def feedback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(FeedbackModal())
+
+    @app_commands.command(name="slow")
+    async def slow(self, interaction: discord.Interaction) -> None:
+        await self.gate.wait()
+        await interaction.response.defer()
+
+    @app_commands.command(name="later")
+    async def later(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        await self.gate.wait()
+        await interaction.followup.send("finally")
+
+    @app_commands.command(name="dm")
+    async def dm(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("check your DMs", ephemeral=True)
+        await interaction.user.send("hello in private")
+
+    @app_commands.command(name="tidy")
+    async def tidy(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("temporary")
+        original = await interaction.original_response()
+        followup = await interaction.followup.send(f"about {original.id}", wait=True)
+        await followup.delete()
+        await interaction.delete_original_response()
+
+    admin = app_commands.Group(name="admin", description="admin")
+
+    @admin.command(name="grant")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def grant(
+        self, interaction: discord.Interaction, member: discord.Member, amount: int
+    ) -> None:
+        await interaction.response.send_message(f"{member.display_name} +{amount}")
+
+
+class DemoBot(commands.Bot):
+    """A bot with the test cog, the persistent view, and app command errors collected in a queue."""
+
+    def __init__(self, intents: discord.Intents | None = None) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned, intents=intents or discord.Intents.default()
+        )
+        self.errors: asyncio.Queue[Exception] = asyncio.Queue()
+        self.tree.error(self.record_error)
+
+    async def setup_hook(self) -> None:
+        await self.add_cog(DemoCog())
+        self.add_view(PanelView())
+
+    async def record_error(
+        self, _: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        self.errors.put_nowait(getattr(error, "original", error))
+
+    @property
+    def cog(self) -> DemoCog:
+        cog = self.get_cog("DemoCog")
+        assert isinstance(cog, DemoCog)
+        return cog
+
+    async def next_error(self) -> Exception:
+        return await asyncio.wait_for(self.errors.get(), 5)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as fake:
+        fake.add_guild(GUILD, "plain")
+        fake.add_channel(GUILD, CHANNEL, "general")
+        fake.add_channel(GUILD, READONLY, "announcements", bot_can_send=False)
+        fake.add_channel(GUILD, NO_FILES, "no-files", bot_can_attach=False)
+        fake.add_guild(BOOSTED_GUILD, "boosted", premium_tier=3)
+        fake.add_channel(BOOSTED_GUILD, BOOSTED_CHANNEL, "general")
+        fake.add_member(GUILD, USER, username="alice")
+        fake.add_member(GUILD, OTHER_USER, username="bob", nick="Bobby")
+        yield fake
+        assert fake.unhandled == []
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord) -> AsyncIterator[DemoBot]:
+    async with running_bot(fake, DemoBot) as bot:
+        yield bot
+
+
+async def invoke(
+    fake: FakeDiscord, name: str, channel_id: int = CHANNEL, **kwargs: Any
+) -> FakeInteraction:
+    guild_id = BOOSTED_GUILD if channel_id == BOOSTED_CHANNEL else GUILD
+    return await fake.invoke_command(
+        name, guild_id=guild_id, channel_id=channel_id, user_id=USER, **kwargs
+    )
+
+
+def image_option(attachment: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "image", "type": 11, "value": attachment}
+
+
+async def raw(fake: FakeDiscord, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, fake.base_url + path, **kwargs) as r,
+    ):
+        body = await r.json() if r.content_type == "application/json" else await r.read()
+        return r.status, body
+
+
+def bot_auth(fake: FakeDiscord) -> dict[str, str]:
+    return {"Authorization": f"Bot {fake.bot_token}"}
+
+
+# The happy paths
+
+
+async def test_ready_sees_guilds_channels_and_permissions(fake: FakeDiscord, bot: DemoBot) -> None:
+    await fake.wait_ready()
+    guild = bot.get_guild(GUILD)
+    assert guild is not None and guild.filesize_limit == 10 * MIB
+    assert bot.get_guild(BOOSTED_GUILD).filesize_limit == 100 * MIB  # type: ignore[union-attr]
+    assert bot.user is not None and bot.user.id == fake.bot_user_id
+    readonly, no_files = guild.get_channel(READONLY), guild.get_channel(NO_FILES)
+    assert not readonly.permissions_for(guild.me).send_messages  # type: ignore[union-attr]
+    assert not no_files.permissions_for(guild.me).attach_files  # type: ignore[union-attr]
+    assert guild.get_channel(CHANNEL).permissions_for(guild.me).attach_files  # type: ignore[union-attr]
+    query = fake.gateway.queries[0]
+    assert (
+        query["v"] == "10" and query["encoding"] == "json" and query["compress"].endswith("-stream")
+    )
+
+
+async def test_echo_defers_reads_attachment_follows_up_with_file_and_edits(
+    fake: FakeDiscord, bot: DemoBot
+) -> None:
+    attachment = fake.add_attachment("cat.png", PNG, "image/png", width=1, height=1)
+    text = {"name": "text", "type": 3, "value": "meow"}
+    interaction = await invoke(fake, "echo", options=[image_option(attachment), text])
+
+    [followup] = await interaction.wait_for_followups()
+    await interaction.wait_for(lambda i: i.original is not None and i.original.content == "done")
+
+    assert interaction.callbacks == [{"type": 5, "data": {}}]
+    assert followup.content == f"meow: {len(PNG)} bytes"
+    [sent] = followup.attachments
+    assert (sent.filename, sent.size, sent.content_type, sent.data) == (
+        "cat.png",
+        len(PNG),
+        "image/png",
+        PNG,
+    )
+    original = interaction.original
+    assert original is not None and original.history[0]["flags"] & 128  # was "thinking"
+    assert original.edited_timestamp is not None and not original.flags & 128
+    assert [m.id for m in fake.messages_in(CHANNEL)] == [original.id, followup.id]
+    cdn = [r for r in fake.requests if r.path.startswith("/ephemeral-attachments/")]
+    assert [r.status for r in cdn] == [200]
+
+
+async def test_channel_send_with_file_and_ephemeral_reply(fake: FakeDiscord, bot: DemoBot) -> None:
+    interaction = await invoke(fake, "post", options=[{"name": "size", "type": 4, "value": 1000}])
+
+    message = await fake.wait_for_message(lambda m: bool(m.attachments))
+
+    assert interaction.original is not None and interaction.original.ephemeral
+    assert message.author_id == fake.bot_user_id and message.interaction_id is None
+    assert (message.attachments[0].filename, message.attachments[0].content_type) == (
+        "video.mp4",
+        "video/mp4",
+    )
+    assert fake.requests_to("POST", rf"/channels/{CHANNEL}/messages")[0].status == 200
+
+
+async def test_persistent_button_survives_a_restart_and_update_message(fake: FakeDiscord) -> None:
+    async with running_bot(fake, DemoBot):
+        panel = await invoke(fake, "panel")
+        await panel.wait_until_acked()
+    await fake.wait_disconnected()
+    assert fake.connected_clients == 0
+    assert panel.original is not None and panel.original.component("test:again") is not None
+
+    async with running_bot(fake, DemoBot):
+        click = await fake.click_button(panel.original, "test:again", user_id=OTHER_USER)
+        await click.wait_until_acked()
+        bump = await fake.click_button(panel.original.id, "test:bump", user_id=USER)
+        await bump.wait_until_acked()
+
+    assert click.original is not None and click.original.content == f"again for {OTHER_USER}"
+    assert click.original.ephemeral and click.payload["data"] == {
+        "custom_id": "test:again",
+        "component_type": 2,
+    }
+    assert bump.response_type == 7 and bump.original is panel.original
+    assert panel.original.content == "bumped" and panel.original.history[0]["content"] == "panel"
+    with pytest.raises(ValueError, match="no enabled button"):
+        await fake.click_button(panel.original, "test:nope", user_id=USER)
+
+
+async def test_modal_round_trip(fake: FakeDiscord, bot: DemoBot) -> None:
+    opened = await invoke(fake, "feedback")
+    await opened.wait_until_acked()
+    assert opened.modal is not None and opened.modal["title"] == "Feedback"
+
+    with pytest.raises(ValueError, match="required"):
+        await fake.submit_modal("feedback:modal", {}, user_id=USER)
+    with pytest.raises(ValueError, match="never showed"):
+        await fake.submit_modal("feedback:modal", {"feedback:text": "x"}, user_id=OTHER_USER)
+    with pytest.raises(ValueError, match=r"0\.\.50 characters"):
+        await fake.submit_modal("feedback:modal", {"feedback:text": "x" * 51}, user_id=USER)
+    answers = {"feedback:text": "nice", "feedback:rating": "5"}
+    submitted = await fake.submit_modal("feedback:modal", answers, user_id=USER)
+    await submitted.wait_until_acked()
+
+    assert submitted.original is not None and submitted.original.content == "got nice rated 5"
+    assert [c["type"] for c in submitted.payload["data"]["components"]] == [1, 18]
+
+
+async def test_subcommand_with_member_option_and_role_permissions(
+    fake: FakeDiscord, bot: DemoBot
+) -> None:
+    options = [
+        {"name": "member", "type": 6, "value": OTHER_USER},
+        {"name": "amount", "type": 4, "value": 5},
+    ]
+    grant = [{"name": "grant", "type": 1, "options": options}]
+    await invoke(fake, "admin", options=grant)
+    assert isinstance(await bot.next_error(), app_commands.MissingPermissions)
+
+    fake.add_role(GUILD, MOD_ROLE, "mods", permissions=discord.Permissions(manage_guild=True).value)
+    interaction = await invoke(fake, "admin", options=grant, roles=[MOD_ROLE])
+    await interaction.wait_until_acked()
+
+    assert interaction.original is not None and interaction.original.content == "Bobby +5"
+    assert interaction.payload["member"]["roles"] == [str(MOD_ROLE)]
+
+
+async def test_command_sync_is_stored_and_used(fake: FakeDiscord, bot: DemoBot) -> None:
+    bot.tree.copy_global_to(guild=discord.Object(GUILD))
+    synced = await bot.tree.sync(guild=discord.Object(GUILD))
+    assert (
+        {c.name for c in synced} == {c["name"] for c in fake.commands[GUILD]} >= {"echo", "admin"}
+    )
+    assert [c.id for c in await bot.tree.fetch_commands(guild=discord.Object(GUILD))] == [
+        c.id for c in synced
+    ]
+
+    interaction = await invoke(fake, "panel")
+    await interaction.wait_until_acked()
+    assert interaction.payload["data"]["guild_id"] == str(GUILD)
+
+
+async def test_dm_to_the_invoking_user(fake: FakeDiscord, bot: DemoBot) -> None:
+    await invoke(fake, "dm")
+    message = await fake.wait_for_message(lambda m: m.content == "hello in private")
+    assert fake.channels[message.channel_id].recipient == fake.users[USER]
+
+
+async def test_fetch_routes_and_deleting_interaction_messages(
+    fake: FakeDiscord, bot: DemoBot
+) -> None:
+    assert (await bot.fetch_guild(BOOSTED_GUILD)).premium_tier == 3
+    channel = await bot.fetch_channel(CHANNEL)
+    assert isinstance(channel, discord.TextChannel) and channel.name == "general"
+    assert (await channel.guild.fetch_member(OTHER_USER)).nick == "Bobby"
+    with pytest.raises(discord.NotFound):
+        await channel.guild.fetch_member(424242)
+
+    interaction = await invoke(fake, "tidy")
+    await interaction.wait_for(lambda i: i.original is not None and i.original.deleted)
+
+    [followup] = interaction.followups
+    assert followup.content == f"about {interaction.original.id}"  # type: ignore[union-attr]
+    assert followup.deleted and fake.messages_in(CHANNEL) == []
+
+
+async def test_auto_sharded_bot_gets_gateway_bot_and_a_shard(fake: FakeDiscord) -> None:
+    def make() -> commands.AutoShardedBot:
+        return commands.AutoShardedBot(commands.when_mentioned, intents=discord.Intents.default())
+
+    async with running_bot(fake, make) as bot:
+        assert bot.shard_count == 1 and bot.get_guild(GUILD) is not None
+    assert fake.requests_to("GET", "/gateway/bot")[0].status == 200
+    identify = next(f for f in fake.gateway.received if f["op"] == 2)
+    assert identify["d"]["shard"] == [0, 1] and identify["d"]["token"] == "<redacted>"
+
+
+async def test_resume_after_reconnect_request(fake: FakeDiscord, bot: DemoBot) -> None:
+    resumed = asyncio.ensure_future(bot.wait_for("resumed", timeout=5))
+    await fake.request_reconnect()
+    await resumed
+
+    interaction = await invoke(fake, "panel")
+    await interaction.wait_until_acked()
+    assert [f["op"] for f in fake.gateway.received if f["op"] in (2, 6)] == [2, 6]
+
+
+async def test_privileged_intents_are_refused_unless_enabled(fake: FakeDiscord) -> None:
+    with pytest.raises(discord.PrivilegedIntentsRequired):
+        async with running_bot(fake, lambda: DemoBot(discord.Intents.all())):
+            pass
+
+
+async def test_member_chunking_when_members_intent_is_enabled(fake: FakeDiscord) -> None:
+    fake.privileged_intents = discord.Intents(members=True).value
+    intents = discord.Intents.default()
+    intents.members = True
+    async with running_bot(fake, lambda: DemoBot(intents)) as bot:
+        guild = bot.get_guild(GUILD)
+        assert guild is not None and guild.chunked
+        assert {m.id for m in guild.members} >= {USER, OTHER_USER, fake.bot_user_id}
+
+
+# The checks
+
+
+async def test_late_ack_is_unknown_interaction(fake: FakeDiscord, bot: DemoBot) -> None:
+    interaction = await invoke(fake, "slow")
+    fake.advance_time(fake.ack_deadline_s + 0.5)
+    bot.cog.gate.set()
+
+    error = await bot.next_error()
+
+    assert isinstance(error, discord.NotFound) and error.code == 10062
+    assert not interaction.acked
+
+
+async def test_second_ack_is_refused(fake: FakeDiscord, bot: DemoBot) -> None:
+    interaction = await invoke(fake, "panel")
+    await interaction.wait_until_acked()
+    path = f"/api/v10/interactions/{interaction.id}/{interaction.token}/callback"
+    status, body = await raw(fake, "POST", path, json={"type": 5})
+    assert (status, body["code"]) == (400, 40060)
+
+
+async def test_followup_after_token_expiry_is_invalid_webhook_token(
+    fake: FakeDiscord, bot: DemoBot
+) -> None:
+    interaction = await invoke(fake, "later")
+    await interaction.wait_until_acked()
+    fake.advance_time(fake.token_lifetime_s + 1)
+    bot.cog.gate.set()
+
+    error = await bot.next_error()
+
+    assert isinstance(error, discord.HTTPException) and (error.status, error.code) == (401, 50027)
+    assert interaction.followups == []
+
+
+async def test_oversized_followup_is_413(fake: FakeDiscord, bot: DemoBot) -> None:
+    attachment = fake.add_attachment("big.png", PNG, "image/png")
+    await invoke(
+        fake, "echo", options=[image_option(attachment)], attachment_size_limit=len(PNG) - 1
+    )
+
+    error = await bot.next_error()
+
+    assert isinstance(error, discord.HTTPException) and (error.status, error.code) == (413, 40005)
+
+
+async def test_channel_upload_limit_follows_boost_tier(fake: FakeDiscord, bot: DemoBot) -> None:
+    size = [{"name": "size", "type": 4, "value": 10 * MIB + 1}]
+    await invoke(fake, "post", options=size)
+    error = await bot.next_error()
+    assert isinstance(error, discord.HTTPException) and (error.status, error.code) == (413, 40005)
+
+    await invoke(fake, "post", channel_id=BOOSTED_CHANNEL, options=size)
+    message = await fake.wait_for_message(
+        lambda m: m.channel_id == BOOSTED_CHANNEL and bool(m.attachments)
+    )
+    assert message.attachments[0].size == 10 * MIB + 1
+
+
+async def test_channel_permissions_are_enforced(fake: FakeDiscord, bot: DemoBot) -> None:
+    readonly, no_files = bot.get_channel(READONLY), bot.get_channel(NO_FILES)
+    assert isinstance(readonly, discord.TextChannel) and isinstance(no_files, discord.TextChannel)
+    with pytest.raises(discord.Forbidden) as denied:
+        await readonly.send("hello")
+    assert denied.value.code == 50013
+    await no_files.send("text is fine")
+    with pytest.raises(discord.Forbidden):
+        await no_files.send(file=discord.File(io.BytesIO(b"x"), "x.txt"))
+
+
+async def test_unknown_channel_message_and_foreign_edit(fake: FakeDiscord, bot: DemoBot) -> None:
+    with pytest.raises(discord.NotFound) as no_channel:
+        await bot.http.send_message(
+            9999, params=discord.http.handle_message_parameters(content="x")
+        )
+    assert no_channel.value.code == 10003
+    channel = bot.get_channel(CHANNEL)
+    assert isinstance(channel, discord.TextChannel)
+    with pytest.raises(discord.NotFound) as no_message:
+        await channel.fetch_message(424242)
+    assert no_message.value.code == 10008
+    theirs = fake.add_message(CHANNEL, "mine", author_id=USER)
+    with pytest.raises(discord.Forbidden) as foreign:
+        await channel.get_partial_message(theirs.id).edit(content="hijacked")
+    assert foreign.value.code == 50005 and fake.message(theirs.id).content == "mine"
+    ours = await channel.send("temporary")
+    await ours.delete()
+    assert ours.id in fake.deleted and fake.messages_in(CHANNEL) == [theirs]
+
+
+@pytest.mark.parametrize(
+    ("payload", "error_path"),
+    [
+        ({"content": "x" * 2001}, ["content"]),
+        ({"embeds": [{"title": "t"}] * 11}, ["embeds"]),
+        (
+            {
+                "components": [
+                    {"type": 1, "components": [{"type": 2, "style": 2, "custom_id": "a"}]}
+                ]
+                * 6
+            },
+            ["components"],
+        ),
+        (
+            {
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [
+                            {"type": 2, "style": 2, "custom_id": f"b{i}"} for i in range(6)
+                        ],
+                    }
+                ]
+            },
+            ["components", "0", "components"],
+        ),
+        (
+            {
+                "components": [
+                    {"type": 1, "components": [{"type": 2, "style": 2, "custom_id": "c" * 101}]}
+                ]
+            },
+            ["components", "0", "components", "0", "custom_id"],
+        ),
+    ],
+)
+async def test_invalid_form_body(
+    fake: FakeDiscord, payload: dict[str, Any], error_path: list[str]
+) -> None:
+    path = f"/api/v10/channels/{CHANNEL}/messages"
+    status, body = await raw(fake, "POST", path, json=payload, headers=bot_auth(fake))
+    assert (status, body["code"], body["message"]) == (400, 50035, "Invalid Form Body")
+    errors = body["errors"]
+    for key in error_path:
+        errors = errors[key]
+    assert errors["_errors"]
+
+
+async def test_empty_message_and_missing_auth(fake: FakeDiscord) -> None:
+    path = f"/api/v10/channels/{CHANNEL}/messages"
+    assert (await raw(fake, "POST", path, json={}, headers=bot_auth(fake)))[1]["code"] == 50006
+    status, body = await raw(fake, "POST", path, json={"content": "hi"})
+    assert (status, body) == (401, {"message": "401: Unauthorized", "code": 0})
+    status, _ = await raw(fake, "GET", "/api/v10/users/@me", headers={"Authorization": "Bot wrong"})
+    assert status == 401
+    bot = DemoBot()
+    with pytest.raises(discord.LoginFailure):
+        await bot.login("wrong-token")
+    await bot.close()
+
+
+async def test_expired_attachment_url_is_404(fake: FakeDiscord, bot: DemoBot) -> None:
+    attachment = fake.add_attachment("cat.png", PNG, "image/png", expires_in_s=60)
+    assert (await raw(fake, "GET", attachment["url"].removeprefix(fake.base_url)))[0] == 200
+    tampered = attachment["url"].replace("ex=", "ex=f")
+    assert (await raw(fake, "GET", tampered.removeprefix(fake.base_url)))[0] == 404
+
+    fake.advance_time(61)
+    await invoke(fake, "echo", options=[image_option(attachment)])
+    error = await bot.next_error()
+
+    assert isinstance(error, discord.NotFound)
+
+
+@pytest.mark.parametrize("route", [r"/channels/\d+/messages", r"/webhooks/\d+/[^/]+"])
+async def test_rate_limit_is_retried(fake: FakeDiscord, bot: DemoBot, route: str) -> None:
+    fake.inject_rate_limit("POST", route, retry_after=0.01)
+    attachment = fake.add_attachment("cat.png", PNG, "image/png")
+    await invoke(fake, "echo", options=[image_option(attachment)])
+    await invoke(fake, "post", options=[{"name": "size", "type": 4, "value": 10}])
+
+    await fake.wait_for_message(lambda m: m.interaction_id is not None and bool(m.attachments))
+    await fake.wait_for_message(lambda m: m.interaction_id is None and bool(m.attachments))
+
+    assert [r.status for r in fake.requests_to("POST", route)] == [429, 200]
+
+
+async def test_unknown_route_is_404_and_recorded(fake: FakeDiscord) -> None:
+    status, body = await raw(fake, "GET", "/api/v10/nope", headers=bot_auth(fake))
+    assert (status, body["code"]) == (404, 0)
+    assert fake.unhandled == ["GET /api/v10/nope"]
+    fake.unhandled.clear()
