@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot.budget import CLI_GUILD_ID
 from bot.config import Settings
-from bot.services import Services
+from bot.services import Services, Tuning
 from cogs.video import VideoCog
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class FriendlyTree(app_commands.CommandTree["WanBot"]):
 class WanBot(commands.Bot):
     """The bot: opens services in `setup_hook`, loads the cogs, resumes unfinished jobs."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tuning: Tuning | None = None) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
@@ -58,6 +58,7 @@ class WanBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
         )
         self.settings = settings
+        self.tuning = tuning
         self._services: Services | None = None
         self._resume_task: asyncio.Task[None] | None = None
 
@@ -69,7 +70,7 @@ class WanBot(commands.Bot):
         return self._services
 
     async def setup_hook(self) -> None:
-        self._services = await Services.open(self.settings)
+        self._services = await Services.open(self.settings, self.tuning)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.config import Settings
 from bot.jobs import JobRunner
-from bot.wavespeed import PollPolicy, WaveSpeedClient
+from bot.wavespeed import PollPolicy, RetryPolicy, Timeouts, WaveSpeedClient
 from storage import open_storage
 from storage.base import Storage
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Timings of the WaveSpeed client; the defaults suit the real API, tests shorten them."""
+
+    poll: PollPolicy | None = None  # None: PollPolicy() capped at JOB_TIMEOUT_S
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 @dataclass
@@ -21,14 +30,20 @@ class Services:
     runner: JobRunner
 
     @classmethod
-    async def open(cls, settings: Settings) -> Services:
+    async def open(cls, settings: Settings, tuning: Tuning | None = None) -> Services:
         """Open the database (applying migrations) and the API client."""
+        tuning = tuning or Tuning()
         storage = await open_storage(settings.database_url, settings.budget_policy)
-        client = WaveSpeedClient(settings.require_api_key(), settings.wavespeed_base_url)
+        client = WaveSpeedClient(
+            settings.require_api_key(),
+            settings.wavespeed_base_url,
+            retry=tuning.retry,
+            timeouts=tuning.timeouts,
+        )
         runner = JobRunner(
             storage,
             client,
-            poll=PollPolicy(timeout_s=settings.job_timeout_s),
+            poll=tuning.poll or PollPolicy(timeout_s=settings.job_timeout_s),
             max_jobs_per_member=settings.max_jobs_per_member,
         )
         return cls(settings, storage, client, runner)

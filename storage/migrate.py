@@ -67,7 +67,9 @@ async def migrate(db: aiosqlite.Connection) -> int:
     latest = len(migrations)
     current = await schema_version(db)
     if current > latest:
-        raise RuntimeError(f"database schema version {current} is newer than this wanbot ({latest})")
+        raise RuntimeError(
+            f"database schema version {current} is newer than this wanbot ({latest})"
+        )
     for migration in migrations[current:]:
         await db.execute("BEGIN IMMEDIATE")
         try:

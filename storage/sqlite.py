@@ -11,8 +11,9 @@ another coroutine's uncommitted rows.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Literal, Self
@@ -33,7 +34,7 @@ from storage.migrate import migrate
 
 BUSY_TIMEOUT_MS = 10_000
 
-_JOB_COLUMNS = ", ".join(field.name for field in fields(JobRecord))
+_JOB_SELECT = f"SELECT {', '.join(field.name for field in fields(JobRecord))} FROM job_records"
 _LEDGER_COLUMNS = ", ".join(field.name for field in fields(LedgerEntry))
 _JOB_DATETIMES = ("created_at", "submitted_at", "finished_at", "delivered_at")
 
@@ -56,13 +57,16 @@ FROM ledger
 WHERE guild_id = :guild AND period_key = :period AND (:whole_server OR member_id = :scope)
 """
 
+# A job's reserve and charge rows share its period, so both are counted from the ledger alone.
 _USAGE_SQL = """
-SELECT jobs.member_id, COALESCE(SUM(ledger.amount_micro), 0) AS spent_micro, COUNT(*) AS jobs
-FROM jobs
-LEFT JOIN ledger ON ledger.job_id = jobs.id AND ledger.kind = 'charge'
-WHERE jobs.guild_id = ? AND jobs.period_key = ?
-GROUP BY jobs.member_id
-ORDER BY spent_micro DESC, jobs DESC, jobs.member_id
+SELECT
+    member_id,
+    COALESCE(SUM(amount_micro) FILTER (WHERE kind = 'charge'), 0) AS spent_micro,
+    COUNT(*) FILTER (WHERE kind = 'reserve') AS jobs
+FROM ledger
+WHERE guild_id = ? AND period_key = ? AND kind IN ('reserve', 'charge')
+GROUP BY member_id
+ORDER BY spent_micro DESC, jobs DESC, member_id
 """
 
 
@@ -140,13 +144,19 @@ class SqliteStorage:
     # --- plumbing -----------------------------------------------------------------------------
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction: committed on success, rolled back on any exception."""
+        """A write transaction: committed on success, rolled back on any exception.
+
+        aiosqlite runs queued statements in order even when their awaiting task is cancelled, so
+        the ROLLBACK always runs after the statement that was interrupted, BEGIN included. When
+        BEGIN itself failed there is nothing to roll back, and that error is ignored.
+        """
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                with suppress(sqlite3.OperationalError):
+                    await self._db.execute("ROLLBACK")
                 raise
             await self._db.execute("COMMIT")
 
@@ -156,7 +166,7 @@ class SqliteStorage:
 
     @staticmethod
     async def _fetch_job(db: aiosqlite.Connection, job_id: int) -> JobRecord:
-        async with db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)) as cur:
+        async with db.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)) as cur:
             row = await cur.fetchone()
         if row is None:
             raise LookupError(f"no job {job_id}")
@@ -182,9 +192,18 @@ class SqliteStorage:
                                 job_id, actor_id, note, created_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
-            (guild_id, member_id, kind, amount_micro, period, job_id, actor_id, note,
-             _utc_text(now)),
-        )  # fmt: skip
+            (
+                guild_id,
+                member_id,
+                kind,
+                amount_micro,
+                period,
+                job_id,
+                actor_id,
+                note,
+                _utc_text(now),
+            ),
+        )
 
     @staticmethod
     async def _set_columns(
@@ -241,11 +260,8 @@ class SqliteStorage:
         now = self._clock()
         async with self._transaction() as db:
             job = await self._fetch_job(db, job_id)
-            async with db.execute(
-                "SELECT 1 FROM ledger WHERE job_id = ? AND kind IN ('charge', 'refund')", (job_id,)
-            ) as cursor:
-                if await cursor.fetchone() is not None:
-                    return False
+            if job.settlement is not None:
+                return False
             await self._append(
                 db,
                 guild_id=job.guild_id,
@@ -290,8 +306,9 @@ class SqliteStorage:
     async def reserve(
         self, owner: JobOwner, request_json: str, price_micro: int, max_in_flight: int
     ) -> JobRecord:
-        """Check member and server budgets and the in-flight limit, then write the job and its
-        reserve row, all in one transaction. Raises BudgetExceeded / TooManyJobs, writing nothing."""
+        """Check the in-flight limit and the member and server budgets, then write the job and
+        its reserve row, all in one transaction. Raises TooManyJobs / BudgetExceeded, writing
+        nothing."""
         _require_micro(price_micro, "price", minimum=0)
         now = self._clock()
         period = period_key(now, self._policy.period)
@@ -318,9 +335,17 @@ class SqliteStorage:
                                   period_key, status, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-                (owner.guild_id, owner.channel_id, owner.member_id, request_json, price_micro,
-                 period, JobStatus.RESERVED, _utc_text(now)),
-            )  # fmt: skip
+                (
+                    owner.guild_id,
+                    owner.channel_id,
+                    owner.member_id,
+                    request_json,
+                    price_micro,
+                    period,
+                    JobStatus.RESERVED,
+                    _utc_text(now),
+                ),
+            )
             job_id = cursor.lastrowid
             assert job_id is not None
             await self._append(
@@ -406,21 +431,18 @@ class SqliteStorage:
 
     async def get_job(self, job_id: int) -> JobRecord | None:
         """One job, or None."""
-        rows = await self._read(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        rows = await self._read(f"{_JOB_SELECT} WHERE id = ?", (job_id,))
         return _job_record(rows[0]) if rows else None
 
     async def unfinished_jobs(self) -> list[JobRecord]:
         """Jobs whose status is not delivered, oldest first."""
-        rows = await self._read(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status != 'delivered' ORDER BY id"
-        )
+        rows = await self._read(f"{_JOB_SELECT} WHERE status != 'delivered' ORDER BY id")
         return [_job_record(row) for row in rows]
 
     async def recent_jobs(self, guild_id: int, member_id: int, limit: int = 5) -> list[JobRecord]:
         """A member's latest jobs in a server, newest first."""
         rows = await self._read(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE guild_id = ? AND member_id = ? "
-            "ORDER BY id DESC LIMIT ?",
+            f"{_JOB_SELECT} WHERE guild_id = ? AND member_id = ? ORDER BY id DESC LIMIT ?",
             (guild_id, member_id, limit),
         )
         return [_job_record(row) for row in rows]
@@ -441,8 +463,6 @@ class SqliteStorage:
     ) -> None:
         """Add (or with a negative amount, remove) money for this period. member_id 0 = server."""
         _require_micro(amount_micro, "grant")
-        if amount_micro == 0:
-            raise ValueError("a grant of zero changes nothing")
         await self._admin_row("grant", guild_id, member_id, amount_micro, actor_id, note)
 
     async def set_allowance(

@@ -31,8 +31,6 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_by_member ON jobs (guild_id, member_id, status);
 -- resume at start-up (the query must spell the predicate exactly like this to use it)
 CREATE INDEX jobs_unfinished ON jobs (id) WHERE status != 'delivered';
--- usage per period
-CREATE INDEX jobs_by_period ON jobs (guild_id, period_key);
 
 CREATE TABLE ledger (
     id           INTEGER PRIMARY KEY,
