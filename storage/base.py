@@ -107,8 +107,8 @@ class Storage(Protocol):
     async def reserve(
         self, owner: JobOwner, request_json: str, price_micro: int, max_in_flight: int
     ) -> JobRecord:
-        """Check member and server budgets and the in-flight limit, then write the job and its
-        reserve row, all in one transaction. Raises BudgetExceeded / TooManyJobs, writing nothing."""
+        """Check both budgets and the in-flight limit, then write the job and its reserve row,
+        all in one transaction. Raises BudgetExceeded / TooManyJobs, writing nothing."""
         ...
 
     async def mark_submitting(self, job_id: int, request_json: str) -> None: ...
@@ -142,8 +142,9 @@ class Storage(Protocol):
         """Jobs whose status is not delivered, oldest first."""
         ...
 
-    async def recent_jobs(self, guild_id: int, member_id: int, limit: int = 5) -> list[JobRecord]:
-        ...
+    async def recent_jobs(
+        self, guild_id: int, member_id: int, limit: int = 5
+    ) -> list[JobRecord]: ...
 
     # --- budgets ------------------------------------------------------------------------------
     async def member_balance(self, guild_id: int, member_id: int) -> Balance: ...
