@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -14,7 +13,6 @@ from discord.ext import commands
 from bot.budget import CLI_GUILD_ID
 from bot.config import Settings
 from bot.services import Services, Tuning
-from cogs.video import VideoCog
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +42,7 @@ class FriendlyTree(app_commands.CommandTree["WanBot"]):
 
 
 class WanBot(commands.Bot):
-    """The bot: opens services in `setup_hook`, loads the cogs, resumes unfinished jobs."""
+    """The bot: opens services in `setup_hook`, loads the cogs (the video cog resumes jobs)."""
 
     def __init__(self, settings: Settings, tuning: Tuning | None = None) -> None:
         intents = discord.Intents.none()
@@ -60,7 +58,6 @@ class WanBot(commands.Bot):
         self.settings = settings
         self.tuning = tuning
         self._services: Services | None = None
-        self._resume_task: asyncio.Task[None] | None = None
 
     @property
     def services(self) -> Services:
@@ -74,7 +71,6 @@ class WanBot(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()
-        self._resume_task = asyncio.create_task(self._resume_when_ready())
 
     async def _sync_commands(self) -> None:
         """Sync to DEV_GUILD_ID at once; globally only when the command set has changed."""
@@ -90,13 +86,6 @@ class WanBot(commands.Bot):
             await self.tree.sync()
             await storage.set_guild_setting(CLI_GUILD_ID, COMMAND_DIGEST_KEY, digest)
             log.info("slash commands changed: synced globally")
-
-    async def _resume_when_ready(self) -> None:
-        await self.wait_until_ready()
-        video = self.get_cog(VideoCog.__cog_name__)
-        if isinstance(video, VideoCog):
-            count = await video.resume_jobs()
-            log.info("resumed %d unfinished job(s)", count)
 
     async def close(self) -> None:
         if self._services is not None:

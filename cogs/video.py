@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
@@ -112,13 +113,21 @@ class VideoCog(commands.Cog, name="Video"):
 
     def __init__(self, bot: WanBot) -> None:
         self.bot = bot
+        self._resuming: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(JobButton)
+        self.bot.add_dynamic_items(JobButton)  # buttons of earlier runs keep working
+        self._resuming = asyncio.create_task(self._resume_when_ready())
 
-    async def resume_jobs(self) -> int:
-        """Resume what a previous run left unfinished, delivering to the jobs' channels."""
-        return await self.bot.services.runner.resume(lambda job: self.delivery())
+    async def cog_unload(self) -> None:
+        if self._resuming is not None:
+            self._resuming.cancel()
+
+    async def _resume_when_ready(self) -> None:
+        """Once connected, resume what a previous run left unfinished (delivered by channel)."""
+        await self.bot.wait_until_ready()
+        count = await self.bot.services.runner.resume(lambda job: self.delivery())
+        log.info("resumed %d unfinished job(s)", count)
 
     def delivery(self, interaction: discord.Interaction | None = None) -> DiscordDelivery:
         """A Delivery that reports through `interaction` while it lasts, then the channel."""
