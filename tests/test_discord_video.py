@@ -20,7 +20,7 @@ from tests.discord_world import (
     ledger_kinds,
     make_world,
 )
-from tests.fakes.discord_models import FakeMessage
+from tests.fakes.discord_models import FakeInteraction, FakeMessage
 from tests.fakes.images import tiny_png
 
 EPHEMERAL = 64
@@ -62,6 +62,11 @@ async def test_happy_path_defers_shows_status_and_posts_the_video(world: World) 
             ("reserve", FIVE_SECONDS_WITH_AUDIO),
             ("charge", FIVE_SECONDS_WITH_AUDIO),
         ]
+
+
+def original_says(text: str) -> Callable[[FakeInteraction], bool]:
+    """A condition: the interaction's original response contains `text`."""
+    return lambda i: i.original is not None and text in i.original.content
 
 
 def has_video(message: FakeMessage) -> bool:
@@ -232,9 +237,9 @@ async def test_buttons_work_after_a_restart(world: World) -> None:
         assert kinds.count("reserve") == 3 and kinds.count("charge") == 3
 
 
-async def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+async def wait_until(condition: Callable[[], object], within_s: float = 10.0) -> None:
     """Poll a condition every few milliseconds until it holds."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within_s):
         while not condition():
             await asyncio.sleep(0.01)
 
@@ -246,9 +251,30 @@ async def job_status(storage: Storage, job_id: int) -> JobStatus | None:
 
 
 async def wait_until_async(
-    probe: Callable[[], Awaitable[object]], expected: object, timeout: float = 10.0
+    probe: Callable[[], Awaitable[object]], expected: object, within_s: float = 10.0
 ) -> None:
     """Poll an async probe until it returns `expected`."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within_s):
         while await probe() != expected:
             await asyncio.sleep(0.01)
+
+
+async def test_too_many_jobs_in_flight_is_refused(tmp_path: Path) -> None:
+    async with make_world(tmp_path, max_jobs_per_member=1) as world, world.bot() as bot:
+        world.wavespeed.next_task(processing_s=1.0)
+        first = await world.video("first")
+        await first.wait_for(original_says("left this period"))
+        second = await world.video("second")
+        await second.wait_for(original_says("in progress"))
+        assert "You already have 1 video(s) in progress" in second.original.content
+        assert [k for k, _ in await ledger_kinds(bot)] == ["reserve"]
+
+
+async def test_wavespeed_down_refunds_and_says_so(world: World) -> None:
+    world.wavespeed.fail_next("submit", 503, times=None, body={"code": 503, "message": "busy"})
+    async with world.bot() as bot:
+        interaction = await world.video()
+        await interaction.wait_for(original_says("refunded"))
+        assert "WaveSpeed is not answering" in interaction.original.content
+        assert [k for k, _ in await ledger_kinds(bot)] == ["reserve", "refund"]
+        assert world.wavespeed.tasks == {}
