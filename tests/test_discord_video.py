@@ -278,3 +278,32 @@ async def test_wavespeed_down_refunds_and_says_so(world: World) -> None:
         assert "WaveSpeed is not answering" in interaction.original.content
         assert [k for k, _ in await ledger_kinds(bot)] == ["reserve", "refund"]
         assert world.wavespeed.tasks == {}
+
+
+async def test_custom_audio_is_uploaded_and_priced_as_audio(world: World) -> None:
+    wav = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 64
+    track = world.discord.add_attachment("song.wav", wav, "audio/wav")
+    async with world.bot() as bot:
+        await world.discord.invoke_command(
+            "video",
+            guild_id=GUILD,
+            channel_id=CHANNEL,
+            user_id=MEMBER,
+            options=[
+                {
+                    "name": "image",
+                    "type": 11,
+                    "value": world.discord.add_attachment("a.png", tiny_png(), "image/png"),
+                },
+                {"name": "prompt", "type": 3, "value": "dance to it"},
+                {"name": "audio", "type": 11, "value": track},
+                {"name": "enable_audio", "type": 5, "value": False},
+            ],
+        )
+        await world.discord.wait_for_message(has_video)
+        [body] = world.wavespeed.submissions
+        assert body["audio"].startswith(world.wavespeed.base_url) and body["enable_audio"] is False
+        assert await ledger_kinds(bot) == [
+            ("reserve", FIVE_SECONDS_WITH_AUDIO),
+            ("charge", FIVE_SECONDS_WITH_AUDIO),
+        ]

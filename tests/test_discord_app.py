@@ -1,0 +1,51 @@
+"""WanBot start-up: command sync, and what the synced commands offer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.discord_world import GUILD, make_world
+
+
+async def test_global_sync_happens_only_when_the_commands_change(tmp_path: Path) -> None:
+    async with make_world(tmp_path) as world:
+        async with world.bot():
+            pass
+        async with world.bot():
+            pass
+        puts = world.discord.requests_to("PUT", r"/applications/\d+/commands")
+        assert len(puts) == 1  # the second start found the same command set already synced
+        names = {c["name"] for c in world.discord.commands[None]}
+        assert names == {"video", "budget", "usage", "wanbot-settings"}
+
+
+async def test_dev_guild_gets_an_instant_guild_sync(tmp_path: Path) -> None:
+    async with make_world(tmp_path, dev_guild_id=GUILD) as world, world.bot():
+        assert {c["name"] for c in world.discord.commands[GUILD]} >= {"video", "budget"}
+        assert None not in world.discord.commands
+
+
+async def test_video_command_offers_every_model_option(tmp_path: Path) -> None:
+    async with make_world(tmp_path) as world, world.bot():
+        [video] = [c for c in world.discord.commands[None] if c["name"] == "video"]
+        options = {o["name"]: o for o in video["options"]}
+        assert list(options) == [
+            "image",
+            "prompt",
+            "negative_prompt",
+            "resolution",
+            "duration",
+            "shot_type",
+            "audio",
+            "enable_audio",
+            "prompt_expansion",
+            "seed",
+        ]
+        assert options["image"]["type"] == 11 and options["image"]["required"]
+        assert options["audio"]["type"] == 11 and not options["audio"].get("required")
+        assert (options["duration"]["min_value"], options["duration"]["max_value"]) == (2, 15)
+        assert (options["seed"]["min_value"], options["seed"]["max_value"]) == (-1, 2147483647)
+        assert {c["value"] for c in options["resolution"]["choices"]} == {"720p", "1080p"}
+        assert {c["value"] for c in options["shot_type"]["choices"]} == {"single", "multi"}
+        assert options["prompt"]["max_length"] == 1500
+        assert video.get("contexts") == [0] or video.get("dm_permission") is False
