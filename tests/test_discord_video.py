@@ -52,6 +52,8 @@ async def test_happy_path_defers_shows_status_and_posts_the_video(world: World) 
             c["custom_id"] for row in result.components for c in row["components"]
         }
         await interaction.wait_for(lambda i: "Done" in (i.original.content or ""))
+        edits = world.discord.requests_to("PATCH", r"/webhooks/\d+/[^/]+/messages/@original")
+        assert 2 <= len(edits) <= 6  # status edits are throttled, not one per poll
         shown = [h.get("content") or "" for h in interaction.original.history]
         assert any("left this period" in text and "$0.25" in text for text in shown)
 
