@@ -33,6 +33,14 @@ CSV_COLUMNS = (
 )
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """Free text for a spreadsheet cell: a leading ' keeps `=HYPERLINK(...)` from running."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def ledger_csv(entries: Sequence[LedgerEntry]) -> bytes:
     """The ledger rows as CSV, amounts in exact dollars."""
     out = io.StringIO()
@@ -49,10 +57,16 @@ def ledger_csv(entries: Sequence[LedgerEntry]) -> bytes:
                 format_usd(e.amount_micro).replace("$", "").replace(",", ""),
                 e.job_id or "",
                 e.actor_id or "",
-                e.note or "",
+                safe_cell(e.note or ""),
             ]
         )
     return out.getvalue().encode()
+
+
+def can_post(channel: discord.TextChannel) -> bool:
+    """Whether the bot may send messages in `channel`."""
+    permissions = channel.permissions_for(channel.guild.me)
+    return permissions.view_channel and permissions.send_messages
 
 
 class AdminCog(commands.Cog, name="Admin"):
@@ -82,7 +96,8 @@ class AdminCog(commands.Cog, name="Admin"):
         if members:
             lines.append("**Top members**")
             lines += [
-                f"{rank}. <@{m.member_id}> — {format_usd(m.spent_micro)} ({m.jobs} videos)"
+                f"{rank}. <@{m.member_id}> — {format_usd(m.spent_micro)} "
+                f"({m.jobs} video{'' if m.jobs == 1 else 's'})"
                 for rank, m in enumerate(members[:TOP_MEMBERS], start=1)
             ]
         else:
@@ -123,6 +138,8 @@ class AdminCog(commands.Cog, name="Admin"):
         log_id = await storage.get_guild_setting(interaction.guild_id, LOG_CHANNEL_KEY)
         policy = await storage.get_guild_setting(interaction.guild_id, NSFW_POLICY_KEY)
         where = f"<#{log_id}>" if log_id else "nowhere yet (set log_channel)"
+        if log_channel is not None and not can_post(log_channel):
+            where += " — ⚠️ but I can't post there: give me View Channel and Send Messages in it"
         await interaction.response.send_message(
             f"Admin notices go to {where}.\n"
             "NSFW-flagged videos outside age-restricted channels: "

@@ -32,6 +32,8 @@ def parse_amount(text: str, *, allow_negative: bool = False) -> int:
     """Parse a dollar amount typed by an admin, with a friendly error."""
     try:
         micro = parse_usd(text)
+    except ArithmeticError:  # decimal.Overflow: "1e999999999" is a number, just far too large
+        raise app_commands.AppCommandError("That amount is too large.") from None
     except ValueError:
         raise app_commands.AppCommandError(
             f"`{text}` isn't a dollar amount. Write it like `5`, `2.50` or `$0.125`."
@@ -41,6 +43,15 @@ def parse_amount(text: str, *, allow_negative: bool = False) -> int:
     if abs(micro) > MAX_AMOUNT_MICRO:
         raise app_commands.AppCommandError("That amount is too large.")
     return micro
+
+
+def granted_text(granted: int) -> str:
+    """The grants after an allowance: " + $1.50 granted" or " − $0.50 taken back"."""
+    if granted > 0:
+        return f" + {format_usd(granted)} granted"
+    if granted < 0:
+        return f" − {format_usd(-granted)} taken back"
+    return ""
 
 
 def job_line(job: JobRecord) -> str:
@@ -75,8 +86,7 @@ class BudgetCog(commands.Cog, name="Budget"):
         jobs = await storage.recent_jobs(interaction.guild_id, interaction.user.id, limit=5)
         lines = [
             "**Your video budget this period**",
-            f"Allowance {format_usd(mine.allowance)}"
-            + (f" + {format_usd(mine.granted)} granted" if mine.granted else ""),
+            f"Allowance {format_usd(mine.allowance)}{granted_text(mine.granted)}",
             f"Spent {format_usd(mine.spent)}"
             + (f" · {format_usd(mine.held)} held for videos in progress" if mine.held else ""),
             f"Left **{format_usd(max(mine.available, 0))}** · resets "
@@ -132,8 +142,13 @@ class BudgetCog(commands.Cog, name="Budget"):
         storage = self.bot.services.storage
         await storage.grant(interaction.guild_id, member.id, micro, interaction.user.id, note)
         balance = await storage.member_balance(interaction.guild_id, member.id)
+        done = (
+            f"Took back {format_usd(-micro)} from"
+            if micro < 0
+            else f"Granted {format_usd(micro)} to"
+        )
         await interaction.response.send_message(
-            f"Granted {format_usd(micro)} to {member.mention}; they have "
+            f"{done} {member.mention}; they have "
             f"{format_usd(max(balance.available, 0))} left this period.",
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),

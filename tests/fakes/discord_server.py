@@ -315,16 +315,21 @@ class FakeDiscord:
         ``options`` are Discord option objects ``{"name", "type", "value"}``; a subcommand is
         ``{"name", "type": 1, "options": [...]}``. An attachment option (type 11) may carry the
         attachment object from :meth:`add_attachment` as its value, a user option (type 6) a user
-        id; both are put into ``data.resolved``. ``attachments`` adds further resolved attachments.
+        id, a channel option (type 7) a channel id of this guild (resolved with the invoking
+        member's ``permissions``, like Discord); all are put into ``data.resolved``.
+        ``attachments`` adds further resolved attachments.
         """
         guild = self.guilds[guild_id]
         member = self._member(guild, user_id, roles)
+        member_permissions = guild.base_permissions(member) if permissions is None else permissions
         resolved: dict[str, dict[str, Any]] = {}
         data: dict[str, Any] = {
             "id": "",
             "name": name,
             "type": 1,
-            "options": [self._resolve_option(guild, o, resolved) for o in options],
+            "options": [
+                self._resolve_option(guild, o, resolved, member_permissions) for o in options
+            ],
         }
         for attachment in attachments:
             resolved.setdefault("attachments", {})[attachment["id"]] = attachment
@@ -647,12 +652,18 @@ class FakeDiscord:
         return member
 
     def _resolve_option(
-        self, guild: Guild, option: dict[str, Any], resolved: dict[str, dict[str, Any]]
+        self,
+        guild: Guild,
+        option: dict[str, Any],
+        resolved: dict[str, dict[str, Any]],
+        permissions: int,
     ) -> dict[str, Any]:
+        """The option as Discord sends it; users, members, channels, attachments into resolved."""
         option = copy.deepcopy(option)
         if option.get("type") in (1, 2):
             option["options"] = [
-                self._resolve_option(guild, o, resolved) for o in option.get("options", [])
+                self._resolve_option(guild, o, resolved, permissions)
+                for o in option.get("options", [])
             ]
         elif option.get("type") == 11 and isinstance(option.get("value"), dict):
             attachment = option["value"]
@@ -668,6 +679,14 @@ class FakeDiscord:
                 )
                 del member["user"]
                 resolved.setdefault("members", {})[str(user_id)] = member
+        elif option.get("type") == 7:
+            channel_id = int(option["value"])
+            channel = guild.channels.get(channel_id)
+            if channel is None:
+                raise ValueError(f"guild {guild.id} has no channel {channel_id}")
+            option["value"] = str(channel_id)
+            payload = channel.to_payload(permissions=permissions)
+            resolved.setdefault("channels", {})[str(channel_id)] = payload
         return option
 
     def _command_ref(self, name: str, guild_id: int) -> dict[str, str]:
