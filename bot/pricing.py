@@ -6,7 +6,8 @@ $0.125 / 5 s is exactly 25,000 micro-dollars per second, so every price is an ex
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from typing import Literal
 
 Resolution = Literal["720p", "1080p"]
@@ -14,6 +15,7 @@ Resolution = Literal["720p", "1080p"]
 MICRO_PER_USD = 1_000_000
 BASE_MICRO_PER_SECOND = 25_000  # $0.125 per 5 s at 720p without audio
 MIN_DURATION_S = 2
+AMOUNT_PATTERN = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,12})?|-?\.[0-9]{1,12}")
 MAX_DURATION_S = 15
 
 
@@ -42,13 +44,9 @@ def format_usd(micro: int) -> str:
 def parse_usd(text: str) -> int:
     """Parse a dollar amount such as "5", "$2.50" or "0.125" into exact micro-dollars."""
     cleaned = text.strip().removeprefix("$").replace(",", "").strip()
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a dollar amount") from None
-    if not amount.is_finite():
+    if not AMOUNT_PATTERN.fullmatch(cleaned):
         raise ValueError(f"{text!r} is not a dollar amount")
-    micro = amount * MICRO_PER_USD
+    micro = Decimal(cleaned) * MICRO_PER_USD
     if micro != micro.to_integral_value():
         raise ValueError(f"{text!r} has more than six decimal places")
     return int(micro)

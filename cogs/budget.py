@@ -32,8 +32,6 @@ def parse_amount(text: str, *, allow_negative: bool = False) -> int:
     """Parse a dollar amount typed by an admin, with a friendly error."""
     try:
         micro = parse_usd(text)
-    except ArithmeticError:  # decimal.Overflow: "1e999999999" is a number, just far too large
-        raise app_commands.AppCommandError("That amount is too large.") from None
     except ValueError:
         raise app_commands.AppCommandError(
             f"`{text}` isn't a dollar amount. Write it like `5`, `2.50` or `$0.125`."

@@ -81,7 +81,9 @@ def test_parse_usd(text: str, micro: int) -> None:
     assert parse_usd(text) == micro
 
 
-@pytest.mark.parametrize("text", ["abc", "", "0.0000001", "nan", "inf"])
+@pytest.mark.parametrize(
+    "text", ["abc", "", "0.0000001", "nan", "inf", "1e999999999", "1_000", "١٢", "1e3", "--1"]
+)
 def test_parse_usd_refuses_garbage(text: str) -> None:
     with pytest.raises(ValueError):
         parse_usd(text)
