@@ -7,6 +7,7 @@ falls back to channel messages sent with the bot token, mentioning the member.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
@@ -50,9 +51,20 @@ class DiscordDelivery:
         self._result_view = result_view
         self._last_edit = float("-inf")
         self._last_stage: Stage | None = None
+        self._opened = asyncio.Event()  # the first status is shown before any report
+        if interaction is None:
+            self._opened.set()
+
+    async def open(self, job: JobRecord, text: str) -> None:
+        """Show the first status; reports that arrive meanwhile wait for it."""
+        try:
+            await self._edit_status(job, text)
+        finally:
+            self._opened.set()
 
     # --- bot.jobs.Delivery --------------------------------------------------------------------
     async def progress(self, job: JobRecord, progress: Progress) -> None:
+        await self._opened.wait()
         now = time.monotonic()
         if progress.stage == self._last_stage and now - self._last_edit < EDIT_INTERVAL_S:
             return
@@ -65,6 +77,7 @@ class DiscordDelivery:
         await self._edit_status(job, text)
 
     async def completed(self, job: JobRecord, video: Video) -> int | None:
+        await self._opened.wait()
         request = GenerationRequest.model_validate_json(job.request_json)
         hidden = video.nsfw and not self._channel_is_nsfw(job)
         policy = await self.bot.services.storage.get_guild_setting(job.guild_id, NSFW_POLICY_KEY)
@@ -86,6 +99,7 @@ class DiscordDelivery:
         return message.id if message else None
 
     async def failed(self, job: JobRecord, failure: JobFailure, refunded: bool) -> None:
+        await self._opened.wait()
         text = texts.failure_text(job.member_id, failure, job.price_micro, refunded)
         if not await self._edit_status(job, text):
             await self._post(job, text, lambda: None, None)

@@ -205,17 +205,14 @@ class VideoCog(commands.Cog, name="Video"):
         """Reserve and start a job for an interaction that was deferred ephemerally."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
         owner = JobOwner(interaction.guild_id, interaction.channel_id, interaction.user.id)
+        delivery = self.delivery(interaction)
         try:
-            job = await self.bot.services.runner.start(
-                owner, request, self.delivery(interaction), uploads
-            )
+            job = await self.bot.services.runner.start(owner, request, delivery, uploads)
         except BudgetError as error:
             await interaction.edit_original_response(content=f"⚠️ {texts.refusal_text(error)}")
             return
         balance = await self.bot.services.storage.member_balance(owner.guild_id, owner.member_id)
-        await interaction.edit_original_response(
-            content=texts.status_text(request, job.price_micro, balance, None, 0.0)
-        )
+        await delivery.open(job, texts.status_text(request, job.price_micro, balance, None, 0.0))
 
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
         """Re-roll, Same seed or Delete on a result message."""
