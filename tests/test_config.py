@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from bot.budget import BudgetPeriod
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, Settings, load_settings
 
 SECRET = "sk-super-secret-value-123"
 VARIABLES = [
@@ -86,3 +86,13 @@ def test_missing_secrets_are_named() -> None:
         settings.require_api_key()
     with pytest.raises(ConfigError, match=r"^DISCORD_TOKEN is not set"):
         settings.require_discord_token()
+
+
+def test_every_setting_is_documented_in_env_example_and_readme() -> None:
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    documented = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line}
+    names = {name.upper() for name in Settings.model_fields}
+    assert names == documented == set(VARIABLES)
+    assert all(f"`{name}`" in readme for name in names)
