@@ -22,6 +22,7 @@ from bot.outcomes import (
     FailureKind,
     JobFailure,
     failure_from_error,
+    failure_from_record,
     keeps_charge,
 )
 from bot.request import GenerationRequest
@@ -113,11 +114,13 @@ class JobRunner:
         return job
 
     async def resume(self, delivery_for: DeliveryFactory) -> int:
-        """Pick up every job a previous process left unfinished; return how many."""
-        jobs = await self._storage.unfinished_jobs()
+        """Pick up every unfinished job this runner is not already following; return how many.
+
+        Calling it again while jobs run is harmless: a job is never followed twice.
+        """
+        jobs = [job for job in await self._storage.unfinished_jobs() if job.id not in self._tasks]
         for job in jobs:
-            if job.id not in self._tasks:
-                self._spawn(job.id, self._resume_one(job, delivery_for(job)))
+            self._spawn(job.id, self._resume_one(job.id, delivery_for(job)))
         return len(jobs)
 
     async def wait(self, job_id: int) -> None:
@@ -136,9 +139,20 @@ class JobRunner:
     def _spawn(self, job_id: int, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(_logged(job_id, work), name=f"wanbot-job-{job_id}")
         self._tasks[job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
 
-    async def _resume_one(self, job: JobRecord, delivery: Delivery) -> None:
+        def forget(done: asyncio.Task[None]) -> None:
+            # Only this task: a later resume may already follow the job in a new one.
+            if self._tasks.get(job_id) is done:
+                del self._tasks[job_id]
+
+        task.add_done_callback(forget)
+
+    async def _resume_one(self, job_id: int, delivery: Delivery) -> None:
+        # Read the job again: the list `resume` worked from may predate the end of a task that
+        # was following it (which then delivered it, or left it for this resume to finish).
+        job = await self._storage.get_job(job_id)
+        if job is None:
+            return
         match job.status:
             case JobStatus.RESERVED:
                 await self._fail(
@@ -150,9 +164,7 @@ class JobRunner:
             case JobStatus.SUBMITTED | JobStatus.COMPLETED:
                 await self._guard(job, delivery, self._follow(job, delivery))
             case JobStatus.FAILED:
-                failure = JobFailure(
-                    FailureKind.GENERATION_FAILED, job.error_message or "", job.error_code
-                )
+                failure = failure_from_record(job.error_code, job.error_message or "")
                 await self._tell_failure(job, delivery, failure)
 
     async def _submit_and_follow(
@@ -207,7 +219,7 @@ class JobRunner:
                 await self._report(job, delivery, stage)
 
         if job.status is JobStatus.COMPLETED:
-            prediction = await self._client.get_result(job.prediction_id)
+            prediction = await self._completed_result(job)
         else:
             prediction = await self._client.wait_for_result(
                 job.prediction_id, self._poll, on_update=on_update
@@ -223,6 +235,18 @@ class JobRunner:
         video = await self._download(job, prediction)
         message_id = await delivery.completed(job, video)
         await self._storage.mark_delivered(job.id, message_id)
+
+    async def _completed_result(self, job: JobRecord) -> ws.Prediction:
+        """The result of a job charged before a restart: fetched again (its link may have been
+        renewed), else rebuilt from the stored output URL. The member paid for this video."""
+        assert job.prediction_id is not None
+        try:
+            return await self._client.get_result(job.prediction_id)
+        except ws.WaveSpeedError as error:
+            if job.output_url is None:
+                raise
+            log.warning("job %s: result fetch failed, using the stored link: %s", job.id, error)
+            return ws.Prediction(id=job.prediction_id, status="completed", outputs=[job.output_url])
 
     async def _download(self, job: JobRecord, prediction: ws.Prediction) -> Video:
         url = prediction.outputs[0] if prediction.outputs else job.output_url or ""
