@@ -154,24 +154,16 @@ class DiscordDelivery:
         return "", True
 
     async def _edit_status(self, job: JobRecord, text: str) -> bool:
-        """Edit the status message; False when there is none we can edit."""
-        if self._token_fresh():
-            assert self.interaction is not None
-            try:
-                await self.interaction.edit_original_response(content=text)
-                return True
-            except discord.HTTPException as error:
-                if not self._drop_token(error):
-                    log.warning("job %s: status edit failed: %s", job.id, error)
-                    return False
-        if job.status_message_id is None:
+        """Edit the private status message while the token lives; False when that can't be done."""
+        if not self._token_fresh():
             return False
-        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        assert self.interaction is not None
         try:
-            await channel.get_partial_message(job.status_message_id).edit(content=text)
+            await self.interaction.edit_original_response(content=text)
             return True
         except discord.HTTPException as error:
-            log.warning("job %s: status edit failed: %s", job.id, error)
+            if not self._drop_token(error):
+                log.warning("job %s: status edit failed: %s", job.id, error)
             return False
 
     async def _post(

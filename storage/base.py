@@ -60,7 +60,6 @@ class JobRecord:
     inference_ms: int | None
     error_code: int | None
     error_message: str | None
-    status_message_id: int | None  # the message we edit with progress
     result_message_id: int | None  # the message that carries the video
     created_at: datetime
     submitted_at: datetime | None
@@ -133,8 +132,6 @@ class Storage(Protocol):
         ...
 
     async def mark_delivered(self, job_id: int, result_message_id: int | None) -> None: ...
-
-    async def set_status_message(self, job_id: int, message_id: int) -> None: ...
 
     async def get_job(self, job_id: int) -> JobRecord | None: ...
 

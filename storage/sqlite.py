@@ -425,10 +425,6 @@ class SqliteStorage:
             status=JobStatus.DELIVERED,
         )
 
-    async def set_status_message(self, job_id: int, message_id: int) -> None:
-        """Remember the message that shows the job's progress."""
-        await self._update_job(job_id, tuple(JobStatus), status_message_id=message_id)
-
     async def get_job(self, job_id: int) -> JobRecord | None:
         """One job, or None."""
         rows = await self._read(f"{_JOB_SELECT} WHERE id = ?", (job_id,))

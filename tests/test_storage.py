@@ -367,7 +367,6 @@ async def test_usage_and_ledger(store: SqliteStorage, clock: Clock) -> None:
 async def test_job_record_round_trips_every_field(store: SqliteStorage, clock: Clock) -> None:
     created = clock.now
     job = await reserve(store)
-    await store.set_status_message(job.id, 777)
     await store.mark_submitting(job.id, '{"image": "https://uploaded"}')
     clock.advance(seconds=2)
     await store.mark_submitted(job.id, "pred-abc")
@@ -395,7 +394,6 @@ async def test_job_record_round_trips_every_field(store: SqliteStorage, clock: C
         inference_ms=27_500,
         error_code=None,
         error_message=None,
-        status_message_id=777,
         result_message_id=888,
         created_at=created,
         submitted_at=created + timedelta(seconds=2),

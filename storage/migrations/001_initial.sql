@@ -19,7 +19,6 @@ CREATE TABLE jobs (
     inference_ms      INTEGER,
     error_code        INTEGER,
     error_message     TEXT,
-    status_message_id INTEGER,
     result_message_id INTEGER,
     created_at        TEXT    NOT NULL,
     submitted_at      TEXT,
