@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.budget import CLI_GUILD_ID
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.services import Services, Tuning
 
 log = logging.getLogger(__name__)
@@ -96,4 +96,9 @@ class WanBot(commands.Bot):
 
 def run(settings: Settings, token: str) -> None:
     """Run the bot until interrupted (logging is already set up by the caller)."""
-    WanBot(settings).run(token, log_handler=None)
+    try:
+        WanBot(settings).run(token, log_handler=None)
+    except discord.LoginFailure:
+        raise ConfigError(
+            "DISCORD_TOKEN was rejected by Discord: reset it in the developer portal"
+        ) from None

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.budget import BudgetPeriod, BudgetPolicy
 from bot.pricing import parse_usd
+from storage import database_path
 
 
 class ConfigError(Exception):
@@ -51,6 +52,12 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        database_path(value)  # raises ValueError with the reason
+        return value
 
     @field_validator("dev_guild_id", mode="before")
     @classmethod

@@ -22,17 +22,14 @@ def database_path(database_url: str) -> str:
     if not separator:
         path = database_url
     elif scheme.lower() != "sqlite":
-        raise ValueError(
-            f"unsupported database URL {database_url!r}: use sqlite:///path.db or a file path"
-        )
+        # the URL is not echoed: another database's URL may hold a password
+        raise ValueError(f"{scheme}:// is not supported: use sqlite:///path.db or a file path")
     elif not rest.startswith("/"):
-        raise ValueError(
-            f"malformed SQLite URL {database_url!r}: use sqlite:///relative.db or sqlite:////abs.db"
-        )
+        raise ValueError("malformed SQLite URL: use sqlite:///relative.db or sqlite:////abs.db")
     else:
         path = rest.removeprefix("/")
     if not path.strip():
-        raise ValueError(f"no database file in {database_url!r}")
+        raise ValueError("no database file named")
     return path if path == _MEMORY else str(Path(path).expanduser())
 
 

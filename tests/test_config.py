@@ -66,6 +66,7 @@ def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
         ("DEV_GUILD_ID", "my-server"),
         ("WAVESPEED_BASE_URL", "api.wavespeed.ai"),
         ("LOG_LEVEL", "LOUD"),
+        ("DATABASE_URL", "postgres://admin:hunter2@db/wanbot"),
     ],
 )
 def test_malformed_setting_names_the_variable(
@@ -77,7 +78,7 @@ def test_malformed_setting_names_the_variable(
         load_settings()
     message = str(caught.value)
     assert message.startswith(f"{name} is invalid:")
-    assert "\n" not in message and SECRET not in message
+    assert "\n" not in message and SECRET not in message and "hunter2" not in message
 
 
 def test_missing_secrets_are_named() -> None:

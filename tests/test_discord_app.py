@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
+
+from bot.app import run
+from bot.config import ConfigError
 from tests.discord_world import GUILD, make_world
 
 
@@ -49,3 +54,10 @@ async def test_video_command_offers_every_model_option(tmp_path: Path) -> None:
         assert {c["value"] for c in options["shot_type"]["choices"]} == {"single", "multi"}
         assert options["prompt"]["max_length"] == 1500
         assert video.get("contexts") == [0] or video.get("dm_permission") is False
+
+
+async def test_a_rejected_token_is_one_clear_configuration_error(tmp_path: Path) -> None:
+    async with make_world(tmp_path) as world:
+        with pytest.raises(ConfigError, match=r"^DISCORD_TOKEN was rejected by Discord") as caught:
+            await asyncio.to_thread(run, world.settings, "not-the-bot-token")
+        assert "not-the-bot-token" not in str(caught.value)
