@@ -16,11 +16,12 @@ from bot.media import InvalidMedia, MediaFile, check_audio, check_image
 from bot.outcomes import JobFailure
 from bot.pricing import format_usd, price_micro
 from bot.request import GenerationRequest, InvalidRequest
-from bot.services import Services
-from bot.wavespeed import WaveSpeedError
+from bot.services import Services, Tuning
+from bot.wavespeed import PollPolicy
 from storage.base import JobOwner, JobRecord
 
 CLI_OWNER = JobOwner(guild_id=CLI_GUILD_ID, channel_id=0, member_id=0)
+UPLOAD_PLACEHOLDER = "https://upload.invalid/"  # a local file's URL until the runner uploads it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--prompt-expansion", action="store_true", help="let WaveSpeed expand it")
     generate.add_argument("--seed", type=int, default=-1, help="-1 for random")
     generate.add_argument("-o", "--output", type=Path, default=Path("wanbot.mp4"))
+    generate.add_argument(
+        "--poll-seconds",
+        type=_positive_float,
+        default=PollPolicy.first_delay_s,
+        help="first status check after this many seconds, then 1.5x longer each time up to "
+        f"{PollPolicy.max_interval_s:g} s (default %(default)g; shorten it for `wanbot fake-api`)",
+    )
 
     fake = commands.add_parser("fake-api", help="serve a fake WaveSpeed API for offline tries")
     fake.add_argument("--host", default="127.0.0.1")
@@ -66,6 +74,16 @@ def _add_price_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `wanbot` console script and `python -m bot`."""
     args = build_parser().parse_args(argv)
@@ -78,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "run":
                 return run_bot(load_settings())
             case "generate":
-                return asyncio.run(generate(args, load_settings()))
+                return generate_command(args)
     except ConfigError as exc:
         print(f"wanbot: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -123,58 +141,85 @@ def run_bot(settings: Settings) -> int:
     return 0
 
 
-async def generate(args: argparse.Namespace, settings: Settings) -> int:
-    """Make one video, charged to the local "cli" budget, with a live progress line."""
-    setup_logging("WARNING", _secrets(settings))
-    services = await Services.open(settings)
+def generate_command(args: argparse.Namespace) -> int:
+    """`wanbot generate`: check the settings and the inputs locally, then make the video."""
+    settings = load_settings()
+    settings.require_api_key()  # before anything is opened
     try:
-        image = await _media_url(services, args.image, check_image)
-        audio = args.audio_file and await _media_url(services, args.audio_file, check_audio)
-        request = GenerationRequest.parse(
-            image=image,
-            prompt=args.prompt,
-            audio=audio or None,
-            negative_prompt=args.negative_prompt,
-            resolution=args.resolution,
-            duration=args.duration,
-            shot_type=args.shot_type,
-            enable_prompt_expansion=args.prompt_expansion,
-            enable_audio=args.audio,
-            seed=args.seed,
-        )
+        request, uploads = prepare(args)
+    except (InvalidRequest, InvalidMedia, OSError) as exc:
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(generate(args, settings, request, uploads))
+
+
+def prepare(args: argparse.Namespace) -> tuple[GenerationRequest, dict[str, MediaFile]]:
+    """Check everything that can be checked locally: the options, the files, the output folder.
+
+    Returns the request and the local files the runner uploads once the price is reserved (their
+    fields hold a placeholder URL until then). Raises InvalidRequest, InvalidMedia or OSError.
+    """
+    uploads: dict[str, MediaFile] = {}
+
+    def source(field: str, value: str, check: Callable[[str, bytes], MediaFile]) -> str:
+        if value.startswith(("http://", "https://")):
+            return value
+        path = Path(value)
+        if not path.is_file():
+            raise FileNotFoundError(f"no {field} file {value}")
+        uploads[field] = check(path.name, path.read_bytes())
+        return UPLOAD_PLACEHOLDER + field
+
+    if not args.output.parent.is_dir():
+        raise NotADirectoryError(f"no folder {args.output.parent} to save the video in")
+    request = GenerationRequest.parse(
+        image=source("image", args.image, check_image),
+        prompt=args.prompt,
+        audio=source("audio", args.audio_file, check_audio) if args.audio_file else None,
+        negative_prompt=args.negative_prompt,
+        resolution=args.resolution,
+        duration=args.duration,
+        shot_type=args.shot_type,
+        enable_prompt_expansion=args.prompt_expansion,
+        enable_audio=args.audio,
+        seed=args.seed,
+    )
+    return request, uploads
+
+
+async def generate(
+    args: argparse.Namespace,
+    settings: Settings,
+    request: GenerationRequest,
+    uploads: dict[str, MediaFile],
+) -> int:
+    """Make one video, charged to the local "cli" budget, with a live progress line.
+
+    The price is reserved before anything is uploaded or submitted.
+    """
+    setup_logging("WARNING", _secrets(settings))
+    poll = PollPolicy(first_delay_s=args.poll_seconds, timeout_s=settings.job_timeout_s)
+    services = await Services.open(settings, Tuning(poll=poll))
+    try:
         balance = await services.storage.member_balance(CLI_GUILD_ID, CLI_OWNER.member_id)
         print(
             f"Price {format_usd(request.price_micro)}; "
             f"the cli budget has {format_usd(balance.available)} left."
         )
         terminal = TerminalDelivery(args.output)
-        job = await services.runner.start(CLI_OWNER, request, terminal)
+        job = await services.runner.start(CLI_OWNER, request, terminal, uploads)
         await services.runner.wait(job.id)
         return 0 if terminal.succeeded else 1
-    except (InvalidRequest, InvalidMedia, OSError) as exc:
-        print(f"wanbot: {exc}", file=sys.stderr)
-        return 2
     except BudgetExceeded as exc:
         resets = exc.balance.resets_at
         when = f"; it resets {resets:%Y-%m-%d %H:%M} UTC" if resets else ""
         print(f"wanbot: not enough budget: {exc}{when}", file=sys.stderr)
         return 3
-    except (BudgetError, WaveSpeedError) as exc:
+    except BudgetError as exc:
         print(f"wanbot: {exc}", file=sys.stderr)
         return 3
     finally:
         await services.close()
-
-
-async def _media_url(
-    services: Services, source: str, check: Callable[[str, bytes], MediaFile]
-) -> str:
-    """A URL as is; a local file checked by its bytes and uploaded to WaveSpeed."""
-    if source.startswith(("http://", "https://")):
-        return source
-    path = Path(source)
-    media = check(path.name, await asyncio.to_thread(path.read_bytes))
-    return await services.client.upload(media.data, media.filename, media.content_type)
 
 
 class TerminalDelivery:
