@@ -27,7 +27,7 @@ POLICIES = {
     "sdk: fixed 1 s (baseline)": PollPolicy(first_delay_s=1.0, factor=1.0, max_interval_s=1.0),
     "mcp: fixed 0.5 s": PollPolicy(first_delay_s=0.5, factor=1.0, max_interval_s=0.5),
     "wanbot: PollPolicy()": PollPolicy(),
-    "candidate: cap 5 s": PollPolicy(max_interval_s=5.0),
+    "earlier default: cap 15 s": PollPolicy(max_interval_s=15.0),
 }
 BASELINE = next(iter(POLICIES))
 

@@ -206,6 +206,7 @@ async def generate(
             f"Price {format_usd(request.price_micro)}; "
             f"the cli budget has {format_usd(balance.available)} left."
         )
+        await finish_earlier_jobs(services, args.output.parent)
         terminal = TerminalDelivery(args.output)
         job = await services.runner.start(CLI_OWNER, request, terminal, uploads)
         await services.runner.wait(job.id)
@@ -220,6 +221,17 @@ async def generate(
         return 3
     finally:
         await services.close()
+
+
+async def finish_earlier_jobs(services: Services, folder: Path) -> None:
+    """Deliver CLI jobs that an interrupted run left unfinished, to wanbot-job-N.mp4 files."""
+    count = await services.runner.resume(
+        lambda job: TerminalDelivery(folder / f"wanbot-job-{job.id}.mp4"),
+        include=lambda job: job.guild_id == CLI_GUILD_ID,
+    )
+    if count:
+        print(f"Finishing {count} job(s) that an earlier run left unfinished…")
+        await services.runner.wait_all()
 
 
 class TerminalDelivery:

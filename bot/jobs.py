@@ -113,15 +113,27 @@ class JobRunner:
         self._spawn(job.id, self._submit_and_follow(job, request, delivery, uploads or {}))
         return job
 
-    async def resume(self, delivery_for: DeliveryFactory) -> int:
-        """Pick up every unfinished job this runner is not already following; return how many.
+    async def resume(
+        self, delivery_for: DeliveryFactory, *, include: Callable[[JobRecord], bool]
+    ) -> int:
+        """Pick up the unfinished jobs that `include` accepts and this runner is not already
+        following; return how many. The bot and the CLI each resume only their own jobs.
 
         Calling it again while jobs run is harmless: a job is never followed twice.
         """
-        jobs = [job for job in await self._storage.unfinished_jobs() if job.id not in self._tasks]
+        jobs = [
+            job
+            for job in await self._storage.unfinished_jobs()
+            if include(job) and job.id not in self._tasks
+        ]
         for job in jobs:
             self._spawn(job.id, self._resume_one(job.id, delivery_for(job)))
         return len(jobs)
+
+    async def wait_all(self) -> None:
+        """Wait until every job this runner follows has ended."""
+        while self._tasks:
+            await asyncio.gather(*map(asyncio.shield, self._tasks.values()))
 
     async def wait(self, job_id: int) -> None:
         """Wait until a job's background work has ended (delivered or failed)."""

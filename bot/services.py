@@ -33,9 +33,10 @@ class Services:
     async def open(cls, settings: Settings, tuning: Tuning | None = None) -> Services:
         """Open the database (applying migrations) and the API client."""
         tuning = tuning or Tuning()
+        api_key = settings.require_api_key()  # before anything is opened
         storage = await open_storage(settings.database_url, settings.budget_policy)
         client = WaveSpeedClient(
-            settings.require_api_key(),
+            api_key,
             settings.wavespeed_base_url,
             retry=tuning.retry,
             timeouts=tuning.timeouts,

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.budget import BudgetError
+from bot.budget import CLI_GUILD_ID, BudgetError
 from bot.media import (
     MAX_AUDIO_BYTES,
     MAX_IMAGE_BYTES,
@@ -126,7 +126,9 @@ class VideoCog(commands.Cog, name="Video"):
     async def _resume_when_ready(self) -> None:
         """Once connected, resume what a previous run left unfinished (delivered by channel)."""
         await self.bot.wait_until_ready()
-        count = await self.bot.services.runner.resume(lambda job: self.delivery())
+        count = await self.bot.services.runner.resume(
+            lambda job: self.delivery(), include=lambda job: job.guild_id != CLI_GUILD_ID
+        )
         log.info("resumed %d unfinished job(s)", count)
 
     def delivery(self, interaction: discord.Interaction | None = None) -> DiscordDelivery:

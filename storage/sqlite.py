@@ -97,6 +97,19 @@ def _require_micro(value: int, what: str, *, minimum: int | None = None) -> None
         raise ValueError(f"{what} must be at least {minimum} micro-dollars, not {value}")
 
 
+async def _enable_wal(db: aiosqlite.Connection, attempts: int = 100) -> None:
+    """Switch to WAL. Another process doing the same on a new file makes SQLite answer "locked"
+    at once (the busy timeout does not cover this switch), so retry briefly."""
+    for attempt in range(attempts):
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.02)
+
+
 class SqliteStorage:
     """The Storage protocol on one SQLite file (or :memory:). Create it with `open()`."""
 
@@ -121,7 +134,7 @@ class SqliteStorage:
         try:
             db.row_factory = aiosqlite.Row
             await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await db.execute("PRAGMA journal_mode = WAL")
+            await _enable_wal(db)
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
             await migrate(db)

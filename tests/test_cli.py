@@ -19,9 +19,11 @@ import aiohttp
 import pytest
 
 from bot.budget import BudgetPeriod, BudgetPolicy
-from bot.cli import main
+from bot.cli import CLI_OWNER, main
 from bot.config import Settings
 from bot.fake_api import FakeWaveSpeed
+from bot.request import GenerationRequest
+from bot.wavespeed import WaveSpeedClient
 from storage import open_storage
 from storage.base import LedgerEntry
 from tests.conftest import TEST_API_KEY
@@ -264,6 +266,32 @@ async def test_generate_sends_an_image_url_as_is(workspace: Workspace) -> None:
     (body,) = workspace.fake.submissions
     assert (body["image"], body["enable_audio"], body["duration"]) == (url, True, 5)
     assert money(await workspace.ledger()) == [("reserve", 250_000), ("charge", 250_000)]
+
+
+async def test_generate_first_finishes_a_job_an_interrupted_run_left(
+    workspace: Workspace, wavespeed_client: WaveSpeedClient
+) -> None:
+    policy = BudgetPolicy(5_000_000, 50_000_000, BudgetPeriod.MONTH)
+    storage = await open_storage(f"sqlite:///{workspace.database}", policy)
+    try:  # what a run stopped by Ctrl-C right after WaveSpeed accepted its job leaves behind
+        image = await wavespeed_client.upload(tiny_png(), "cat.png", "image/png")
+        request = GenerationRequest.parse(image=image, prompt="an earlier run")
+        job = await storage.reserve(CLI_OWNER, request.model_dump_json(), request.price_micro, 2)
+        await storage.mark_submitting(job.id, request.model_dump_json())
+        prediction = await wavespeed_client.submit(request.to_api_body())
+        await storage.mark_submitted(job.id, prediction.id)
+    finally:
+        await storage.close()
+
+    run = await workspace.generate(workspace.image)
+
+    assert run.code == 0, run.err
+    assert "Finishing 1 job(s) that an earlier run left unfinished" in run.out
+    assert (workspace.dir / f"wanbot-job-{job.id}.mp4").read_bytes()[4:8] == b"ftyp"
+    assert (workspace.dir / "out.mp4").read_bytes()[4:8] == b"ftyp"
+    assert len(workspace.fake.submissions) == 2  # the earlier job was not submitted again
+    kinds = [entry.kind for entry in await workspace.ledger()]
+    assert sorted(kinds) == ["charge", "charge", "reserve", "reserve"]
 
 
 async def test_a_failed_task_exits_1_and_is_refunded(workspace: Workspace) -> None:

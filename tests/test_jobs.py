@@ -157,7 +157,7 @@ class Process:
     async def resume_into(self, recorder: Recorder) -> int:
         """Resume every unfinished job into one recorder and wait until they have all ended."""
         ids = [job.id for job in await self.storage.unfinished_jobs()]
-        count = await self.runner.resume(lambda job: recorder)
+        count = await self.runner.resume(lambda job: recorder, include=every_job)
         for job_id in ids:
             await self.runner.wait(job_id)
         return count
@@ -650,7 +650,7 @@ async def test_concurrent_jobs_settle_exactly_and_resume_does_not_double_follow(
         asked.append(job.id)
         return Recorder()
 
-    assert await bot.runner.resume(delivery_for) == 0
+    assert await bot.runner.resume(delivery_for, include=every_job) == 0
     assert asked == []
     await asyncio.gather(*(bot.runner.wait(job.id) for job in jobs))
 
@@ -662,23 +662,52 @@ async def test_concurrent_jobs_settle_exactly_and_resume_does_not_double_follow(
     assert (server.spent, server.held) == (PRICE * len(members), 0)
 
 
+async def wait_submitted(process: Process, jobs: list[JobRecord]) -> None:
+    """Wait until WaveSpeed has accepted every one of `jobs`."""
+
+    async def all_submitted() -> bool:
+        statuses = [(await process.job(job.id)).status for job in jobs]
+        return statuses == [JobStatus.SUBMITTED] * len(jobs)
+
+    await eventually(all_submitted)
+
+
+def every_job(job: JobRecord) -> bool:
+    """A resume filter that accepts every job."""
+    return True
+
+
+async def test_resume_takes_only_the_jobs_it_is_asked_to(world: World) -> None:
+    """The bot and the CLI share a database: each resumes only its own jobs."""
+    world.fake.queue_s = 0.2
+    first = await world.boot()
+    jobs = [await first.runner.start(owner(MEMBER + n), REQUEST, Recorder()) for n in range(2)]
+    await wait_submitted(first, jobs)
+    await world.stop(first)
+
+    second = await world.boot()
+    recorder = Recorder()
+    mine = jobs[0].member_id
+    assert (
+        await second.runner.resume(lambda job: recorder, include=lambda j: j.member_id == mine) == 1
+    )
+    await second.runner.wait_all()
+    assert len(recorder.videos) == 1
+    assert (await second.job(jobs[1].id)).status == JobStatus.SUBMITTED
+
+
 async def test_resume_twice_after_restart_follows_each_job_once(world: World) -> None:
     """Two resume() calls on a new process while resumed jobs still run: one delivery each."""
     world.fake.queue_s = 0.2
     first = await world.boot()
     jobs = [await first.runner.start(owner(MEMBER + n), REQUEST, Recorder()) for n in range(3)]
-
-    async def all_submitted() -> bool:
-        statuses = [(await first.job(job.id)).status for job in jobs]
-        return statuses == [JobStatus.SUBMITTED] * len(jobs)
-
-    await eventually(all_submitted)
+    await wait_submitted(first, jobs)
     await world.stop(first)
 
     second = await world.boot()
     recorder = Recorder()
-    assert await second.runner.resume(lambda job: recorder) == len(jobs)
-    assert await second.runner.resume(lambda job: recorder) == 0
+    assert await second.runner.resume(lambda job: recorder, include=every_job) == len(jobs)
+    assert await second.runner.resume(lambda job: recorder, include=every_job) == 0
     for job in jobs:
         await second.runner.wait(job.id)
 
