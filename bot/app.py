@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+import signal
 
 import discord
 from discord import app_commands
@@ -95,10 +98,32 @@ class WanBot(commands.Bot):
 
 
 def run(settings: Settings, token: str) -> None:
-    """Run the bot until interrupted (logging is already set up by the caller)."""
+    """Run the bot until Ctrl-C or SIGTERM (`docker stop`), then close it cleanly.
+
+    Logging is already set up by the caller.
+    """
     try:
-        WanBot(settings).run(token, log_handler=None)
+        asyncio.run(_serve(WanBot(settings), token))
+    except KeyboardInterrupt:
+        pass
     except discord.LoginFailure:
         raise ConfigError(
             "DISCORD_TOKEN was rejected by Discord: reset it in the developer portal"
         ) from None
+
+
+async def _serve(bot: WanBot, token: str) -> None:
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; not the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with bot:  # closes the bot (and so the job runner and the database) on the way out
+        serving = asyncio.create_task(bot.start(token))
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if serving in done:
+            stopping.cancel()
+            serving.result()  # a login or connection error
+        else:
+            log.info("SIGTERM: shutting down; unfinished jobs resume at the next start")
+            await bot.close()
+            await serving
