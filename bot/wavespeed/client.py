@@ -1,7 +1,8 @@
-"""WaveSpeedAI client for Wan 2.6 Image-to-Video Flash: submit, poll, upload, download.
+"""WaveSpeedClient for Wan 2.6 Image-to-Video Flash: submit, poll, upload, download.
 
-The contract is ../shared/wavespeed-api.md. One aiohttp session is shared by every call; the API key
-is sent only to `base_url` and never appears in a log line, an exception or a repr.
+Also its request machinery: retries, envelope reading and the mapping of status codes to errors.
+One aiohttp session is shared by every call; the API key is sent only to `base_url` and never
+appears in a log line, an exception or a repr.
 """
 
 from __future__ import annotations
@@ -9,29 +10,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-import random
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from functools import cached_property
 from typing import Any, Self
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import SecretStr, ValidationError
 from yarl import URL
+
+from bot.wavespeed.errors import (
+    AuthError,
+    NotFound,
+    OutOfCredit,
+    PollTimeout,
+    RateLimited,
+    RejectedInput,
+    SubmitUncertain,
+    TaskFailed,
+    TooLarge,
+    TransientError,
+    WaveSpeedError,
+)
+from bot.wavespeed.models import KNOWN_STATUSES, Prediction
+from bot.wavespeed.policies import PollPolicy, RetryPolicy, Timeouts, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -39,260 +43,14 @@ MODEL_ID = "alibaba/wan-2.6/image-to-video-flash"
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 CLIENT_NAME = "wanbot"
 
-FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "timeout", "deleted"})
-KNOWN_STATUSES = FINAL_STATUSES | {"created", "processing"}
 RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
-
-# How many times the job runner may resubmit after a task error code (0 = never).
-# 1403/1405 "task execution failed": maybe once. 5000/5003/5004 internal/unavailable/timeout: yes.
-TASK_CODE_RETRIES: dict[int, int] = {1403: 1, 1405: 1, 5000: 3, 5003: 3, 5004: 3}
 
 _MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
 _MAX_SERVER_TEXT = 300
-_LEADING_CODE = re.compile(r"^\W*(\d{4})\b")
-_LABELLED_CODE = re.compile(r"\b(?:code|error)\W{0,3}(\d{4})\b", re.IGNORECASE)
-_KNOWN_CODE = re.compile(r"\b(1200|1400|1401|1402|1403|1405|5000|5003|5004)\b")
 _CREDIT_WORDS = re.compile(r"insufficient|balance|credit", re.IGNORECASE)
-
-
-# --- errors -----------------------------------------------------------------------------------
-
-
-class WaveSpeedError(Exception):
-    """Base of every client error. `str(exc)` is a safe human message; it never holds the key."""
-
-    default_retryable = False
-
-    def __init__(
-        self, message: str, *, retryable: bool | None = None, http_status: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.retryable = self.default_retryable if retryable is None else retryable
-        self.http_status = http_status
-
-
-class AuthError(WaveSpeedError):
-    """401/403: the API key is missing, wrong or revoked."""
-
-
-class OutOfCredit(WaveSpeedError):
-    """The WaveSpeed account cannot pay for the task (402, or a 4xx about balance/credit)."""
-
-
-class RateLimited(WaveSpeedError):
-    """429 after every allowed retry; `retry_after` is the server's hint in seconds, if any."""
-
-    default_retryable = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message, http_status=429)
-        self.retry_after = retry_after
-
-
-class TransientError(WaveSpeedError):
-    """5xx, timeouts or connection errors after every allowed retry; trying later may work."""
-
-    default_retryable = True
-
-
-class RejectedInput(WaveSpeedError):
-    """The API refused the request (400 validation error and other 4xx); `code` is the status."""
-
-    def __init__(self, message: str, *, code: int) -> None:
-        super().__init__(message, http_status=code)
-        self.code = code
-
-
-class NotFound(RejectedInput):
-    """404: the prediction (or model) does not exist, e.g. a task that has expired."""
-
-
-class SubmitUncertain(WaveSpeedError):
-    """The submit may have been accepted (and billed) although no answer said so. Never retried."""
-
-
-class TaskFailed(WaveSpeedError):
-    """The task ended without a video: status failed/cancelled/timeout/deleted.
-
-    `code` is the numeric task error code (1200 moderation, 14xx input, 5xxx internal) when known;
-    `max_retries` is how many resubmissions the code deserves (see TASK_CODE_RETRIES).
-    """
-
-    def __init__(
-        self, prediction_id: str, status: str, code: int | None, message: str | None
-    ) -> None:
-        self.prediction_id = prediction_id
-        self.status = status
-        self.code = code
-        self.message = message or ""
-        self.max_retries = TASK_CODE_RETRIES.get(code, 0) if code is not None else 0
-        label = f"code {code}" if code is not None else f"status {status}"
-        detail = f": {self.message}" if self.message else ""
-        super().__init__(
-            f"The WaveSpeed task {status} ({label}){detail}", retryable=self.max_retries > 0
-        )
-
-
-class PollTimeout(WaveSpeedError):
-    """The task was not final when the poll policy's timeout ran out; it may still finish."""
-
-    def __init__(self, prediction_id: str, last_status: str | None, waited_s: float) -> None:
-        self.prediction_id = prediction_id
-        self.last_status = last_status
-        super().__init__(
-            f"The WaveSpeed task was still {last_status or 'unknown'} after {waited_s:.0f} s"
-        )
-
-
-class TooLarge(WaveSpeedError):
-    """A download is bigger than the caller's `max_bytes`; `size` is what was known of it."""
-
-    def __init__(self, size: int, max_bytes: int) -> None:
-        self.size = size
-        self.max_bytes = max_bytes
-        super().__init__(f"The response is larger than {max_bytes} bytes")
-
-
-# --- data -------------------------------------------------------------------------------------
-
-
-class Prediction(BaseModel):
-    """The `data` of a submit or result envelope. Missing or null fields get defaults."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    model: str = ""
-    outputs: list[str] = []
-    urls: dict[str, str] = {}
-    has_nsfw_contents: list[bool] | None = None
-    status: str
-    created_at: str | None = None
-    error: str | None = None
-    timings: dict[str, Any] | None = None
-    task_code: int | None = Field(default=None, validation_alias=AliasChoices("error_code", "code"))
-
-    @field_validator("model", "outputs", mode="before")
-    @classmethod
-    def _default_for_null(cls, value: Any, info: ValidationInfo) -> Any:
-        return cls.model_fields[info.field_name or ""].default if value is None else value
-
-    @field_validator("urls", mode="before")
-    @classmethod
-    def _string_urls(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return {}
-        return {key: url for key, url in value.items() if isinstance(url, str)}
-
-    @field_validator("task_code", mode="before")
-    @classmethod
-    def _integer_code(cls, value: Any) -> int | None:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        return int(value) if isinstance(value, str) and value.strip().isdigit() else None
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    @property
-    def is_completed(self) -> bool:
-        return self.status == "completed"
-
-    @property
-    def nsfw(self) -> bool:
-        """True if any output was flagged."""
-        return any(self.has_nsfw_contents or ())
-
-    @property
-    def inference_ms(self) -> int | None:
-        value = (self.timings or {}).get("inference")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value)
-        return None
-
-    @property
-    def error_code(self) -> int | None:
-        """The numeric task error code: an int `error_code`/`code` field, else one in `error`."""
-        if self.task_code is not None and self.task_code not in (0, 200):
-            return self.task_code
-        return parse_task_code(self.error)
-
-
-def parse_task_code(text: str | None) -> int | None:
-    """Find a task error code in a text: leading ("1200: …"), labelled ("code 1200") or known."""
-    if not text:
-        return None
-    for pattern in (_LEADING_CODE, _LABELLED_CODE, _KNOWN_CODE):
-        if match := pattern.search(text):
-            return int(match.group(1))
-    return None
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if unusable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-# --- policies ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Capped exponential backoff with full jitter for retryable requests.
-
-    A Retry-After hint is honoured as is, up to `max_retry_after_s`; a longer one ends the retries
-    at once (RateLimited carries the hint so the caller can come back later).
-    """
-
-    attempts: int = 5
-    base_delay_s: float = 0.5
-    max_delay_s: float = 20.0
-    max_retry_after_s: float = 60.0
-
-    def backoff(self, retry: int) -> float:
-        """Pause before retry number `retry` (1-based): uniform in [0, min(cap, base·2^(n-1))]."""
-        return random.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (retry - 1)))
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """Adaptive polling: first check after `first_delay_s`, then ×`factor` up to the cap."""
-
-    first_delay_s: float = 3.0
-    factor: float = 1.5
-    max_interval_s: float = 5.0  # a finished video is noticed ~2.5 s late on average (bench/)
-    timeout_s: float = 1800.0
-
-    def intervals(self) -> Iterator[float]:
-        """The pauses before each poll, forever."""
-        interval = self.first_delay_s
-        while True:
-            yield min(interval, self.max_interval_s)
-            interval *= self.factor
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Per-request time limits in seconds (the official SDK's, plus one for downloads)."""
-
-    connect_s: float = 10.0
-    read_s: float = 30.0
-    submit_s: float = 60.0
-    upload_s: float = 120.0
-    download_s: float = 300.0
+# Defaults of WaveSpeedClient(); frozen, so one shared instance is safe.
+_DEFAULT_RETRY = RetryPolicy()
+_DEFAULT_TIMEOUTS = Timeouts()
 
 
 # --- transport --------------------------------------------------------------------------------
@@ -383,8 +141,8 @@ class WaveSpeedClient:
         base_url: str = DEFAULT_BASE_URL,
         *,
         model_id: str = MODEL_ID,
-        retry: RetryPolicy = RetryPolicy(),
-        timeouts: Timeouts = Timeouts(),
+        retry: RetryPolicy = _DEFAULT_RETRY,
+        timeouts: Timeouts = _DEFAULT_TIMEOUTS,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
