@@ -1,4 +1,5 @@
-"""Admin commands (Manage Server): /usage with a CSV export, and /wanbot-settings."""
+"""Admin commands (Manage Server): /usage with a CSV export, and /wanbot-settings (notices,
+NSFW policy, and where and by whom videos may be made)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,18 @@ from discord.ext import commands
 
 from bot.budget import period_key
 from bot.pricing import format_usd
+from cogs import texts
+from cogs.access import (
+    MAX_ENTRIES,
+    VIDEO_CHANNELS_KEY,
+    VIDEO_ROLES_KEY,
+    TooManyEntries,
+    VideoAccess,
+    format_ids,
+    load_access,
+    with_id,
+    without_id,
+)
 from cogs.delivery import LOG_CHANNEL_KEY, NSFW_POLICY_KEY
 from storage.base import LedgerEntry
 
@@ -20,6 +33,9 @@ if TYPE_CHECKING:
     from bot.app import WanBot
 
 TOP_MEMBERS = 10
+#: Where /video can be allowed: text channels (and their threads), voice channels' chat, forums
+#: (their posts are threads), or one thread.
+VideoPlace = discord.TextChannel | discord.VoiceChannel | discord.ForumChannel | discord.Thread
 CSV_COLUMNS = (
     "id",
     "created_at",
@@ -69,6 +85,17 @@ def can_post(channel: discord.TextChannel) -> bool:
     return permissions.view_channel and permissions.send_messages
 
 
+def can_deliver(channel: VideoPlace) -> bool:
+    """Whether the bot may post videos in `channel` (for a forum: in its posts)."""
+    try:
+        permissions = channel.permissions_for(channel.guild.me)
+    except discord.ClientException:  # a thread whose parent isn't cached: don't warn on a guess
+        return True
+    threaded = isinstance(channel, discord.Thread | discord.ForumChannel)
+    send = permissions.send_messages_in_threads if threaded else permissions.send_messages
+    return permissions.view_channel and send and permissions.attach_files
+
+
 class AdminCog(commands.Cog, name="Admin"):
     """Server-wide spend and per-server settings."""
 
@@ -110,17 +137,36 @@ class AdminCog(commands.Cog, name="Admin"):
             allowed_mentions=discord.AllowedMentions.none(),
         )
 
-    @app_commands.command(
-        name="wanbot-settings", description="Bot settings for this server (admins)"
+    settings = app_commands.Group(
+        name="wanbot-settings",
+        description="Bot settings for this server (admins)",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
     )
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
+    video_channels = app_commands.Group(
+        name="video-channels",
+        description="Channels where /video works (none listed: everywhere)",
+        parent=settings,
+    )
+    video_roles = app_commands.Group(
+        name="video-roles",
+        description="Roles that may make videos (none listed: every member)",
+        parent=settings,
+    )
+
+    @settings.command(name="show", description="Show this server's bot settings (admins)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def show(self, interaction: discord.Interaction) -> None:
+        """All settings."""
+        await self._reply(interaction)
+
+    @settings.command(name="set", description="Admin notices and the NSFW policy (admins)")
     @app_commands.checks.has_permissions(manage_guild=True)
     @app_commands.describe(
         log_channel="Where admin notices go (e.g. the WaveSpeed account is out of credit)",
         nsfw_videos="Videos flagged NSFW in channels that aren't age-restricted",
     )
-    async def settings(
+    async def set_(
         self,
         interaction: discord.Interaction,
         log_channel: discord.TextChannel | None = None,
@@ -135,16 +181,146 @@ class AdminCog(commands.Cog, name="Admin"):
             )
         if nsfw_videos is not None:
             await storage.set_guild_setting(interaction.guild_id, NSFW_POLICY_KEY, nsfw_videos)
-        log_id = await storage.get_guild_setting(interaction.guild_id, LOG_CHANNEL_KEY)
-        policy = await storage.get_guild_setting(interaction.guild_id, NSFW_POLICY_KEY)
+        unreachable = log_channel is not None and not can_post(log_channel)
+        await self._reply(interaction, log_unreachable=unreachable)
+
+    @video_channels.command(name="add", description="Allow /video in a channel (admins)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    @app_commands.describe(
+        channel="Once any channel is listed, /video works only in listed ones and their threads"
+    )
+    async def add_channel(self, interaction: discord.Interaction, channel: VideoPlace) -> None:
+        """Add a channel to the allowed list."""
+        access = await self._access(interaction)
+        before = access.channel_ids
+        try:
+            after = with_id(before, channel.id)
+        except TooManyEntries:
+            raise app_commands.AppCommandError(
+                f"At most {MAX_ENTRIES} channels can be listed. Remove one first."
+            ) from None
+        await self._store(interaction, VIDEO_CHANNELS_KEY, after)
+        change = (
+            f"{channel.mention} was already allowed."
+            if after == before
+            else f"✅ /video now works in {channel.mention}"
+            + (" (and threads in it)." if not isinstance(channel, discord.Thread) else ".")
+        )
+        if not before:
+            change += " From now on it works only in listed channels."
+        if not can_deliver(channel):
+            change += (
+                f"\n⚠️ I can't post in {channel.mention}, so videos made there can't be "
+                "delivered: give me View Channel, Send Messages and Attach Files in it."
+            )
+        await self._reply(interaction, change=change)
+
+    @video_channels.command(name="remove", description="Stop allowing /video in a channel (admins)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    @app_commands.describe(channel="A listed channel")
+    async def remove_channel(self, interaction: discord.Interaction, channel: VideoPlace) -> None:
+        """Remove a channel from the allowed list."""
+        before = (await self._access(interaction)).channel_ids
+        after = without_id(before, channel.id)
+        await self._store(interaction, VIDEO_CHANNELS_KEY, after)
+        if after == before:
+            change = f"{channel.mention} wasn't listed."
+        elif after:
+            change = f"✅ {channel.mention} removed."
+        else:
+            change = f"✅ {channel.mention} removed: none is listed, so /video works anywhere."
+        await self._reply(interaction, change=change)
+
+    @video_channels.command(
+        name="clear", description="Allow /video in every channel again (admins)"
+    )
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def clear_channels(self, interaction: discord.Interaction) -> None:
+        """Empty the allowed-channel list."""
+        await self._store(interaction, VIDEO_CHANNELS_KEY, ())
+        await self._reply(interaction, change="✅ /video works in every channel again.")
+
+    @video_roles.command(name="add", description="Let members with a role make videos (admins)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    @app_commands.describe(
+        role="Once any role is listed, only members with a listed role can make videos"
+    )
+    async def add_role(self, interaction: discord.Interaction, role: discord.Role) -> None:
+        """Add a role to the required list."""
+        before = (await self._access(interaction)).role_ids
+        try:
+            after = with_id(before, role.id)
+        except TooManyEntries:
+            raise app_commands.AppCommandError(
+                f"At most {MAX_ENTRIES} roles can be listed. Remove one first."
+            ) from None
+        await self._store(interaction, VIDEO_ROLES_KEY, after)
+        if after == before:
+            change = f"{role.mention} was already listed."
+        else:
+            change = f"✅ Members with {role.mention} can make videos."
+            if not before:
+                change += " From now on only members with a listed role can."
+        await self._reply(interaction, change=change)
+
+    @video_roles.command(name="remove", description="Stop letting a role make videos (admins)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    @app_commands.describe(role="A listed role")
+    async def remove_role(self, interaction: discord.Interaction, role: discord.Role) -> None:
+        """Remove a role from the required list."""
+        before = (await self._access(interaction)).role_ids
+        after = without_id(before, role.id)
+        await self._store(interaction, VIDEO_ROLES_KEY, after)
+        if after == before:
+            change = f"{role.mention} wasn't listed."
+        elif after:
+            change = f"✅ {role.mention} removed."
+        else:
+            change = f"✅ {role.mention} removed: none is listed, so every member can make videos."
+        await self._reply(interaction, change=change)
+
+    @video_roles.command(name="clear", description="Let every member make videos again (admins)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def clear_roles(self, interaction: discord.Interaction) -> None:
+        """Empty the required-role list."""
+        await self._store(interaction, VIDEO_ROLES_KEY, ())
+        await self._reply(interaction, change="✅ Every member can make videos again.")
+
+    async def _access(self, interaction: discord.Interaction) -> VideoAccess:
+        assert interaction.guild_id is not None
+        return await load_access(self.bot.services.storage, interaction.guild_id)
+
+    async def _store(
+        self, interaction: discord.Interaction, key: str, ids: tuple[int, ...]
+    ) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.services.storage.set_guild_setting(
+            interaction.guild_id, key, format_ids(ids)
+        )
+
+    async def _reply(
+        self, interaction: discord.Interaction, *, change: str = "", log_unreachable: bool = False
+    ) -> None:
+        """What changed (if anything), then every setting, privately."""
+        assert interaction.guild_id is not None and interaction.guild is not None
+        guild = interaction.guild
+        storage = self.bot.services.storage
+        log_id = await storage.get_guild_setting(guild.id, LOG_CHANNEL_KEY)
+        policy = await storage.get_guild_setting(guild.id, NSFW_POLICY_KEY)
+        access = await load_access(storage, guild.id)
+        gone = {i for i in access.channel_ids if guild.get_channel_or_thread(i) is None}
+        gone |= {i for i in access.role_ids if guild.get_role(i) is None}
         where = f"<#{log_id}>" if log_id else "nowhere yet (set log_channel)"
-        if log_channel is not None and not can_post(log_channel):
+        if log_unreachable:
             where += " — ⚠️ but I can't post there: give me View Channel and Send Messages in it"
+        lines = [change] if change else []
+        lines += [
+            f"Admin notices go to {where}.",
+            f"NSFW-flagged videos outside age-restricted channels: **{policy or 'spoiler'}**.",
+            texts.access_summary(access, gone),
+        ]
         await interaction.response.send_message(
-            f"Admin notices go to {where}.\n"
-            "NSFW-flagged videos outside age-restricted channels: "
-            f"**{policy or 'spoiler'}**.",
-            ephemeral=True,
+            "\n".join(lines), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
         )
 
 

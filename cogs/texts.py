@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from bot.budget import Balance, BudgetExceeded, TooManyJobs
@@ -9,6 +10,7 @@ from bot.jobs import Stage
 from bot.outcomes import FailureKind, JobFailure
 from bot.pricing import format_usd
 from bot.request import RANDOM_SEED, GenerationRequest
+from cogs.access import Denial, VideoAccess
 
 PROMPT_PREVIEW_CHARS = 300
 
@@ -97,3 +99,53 @@ def admin_notice(failure: JobFailure, job_id: int) -> str:
     """A message for the server's log channel about a failure only an admin can fix."""
     advice = ADMIN_ADVICE.get(failure.kind, failure.message)
     return f"⚠️ **wanbot needs an admin.** {advice} (A member's video, job {job_id}, was refunded.)"
+
+
+def join_words(words: Iterable[str], conjunction: str) -> str:
+    """Words in prose: `a`, `a or b`, `a, b or c`."""
+    items = list(words)
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
+
+
+def channel_mentions(ids: Iterable[int], conjunction: str, gone: Collection[int] = ()) -> str:
+    """Channel mentions; those in `gone` (deleted, or archived threads) are marked."""
+    return join_words((f"<#{i}>" + (" (not found)" if i in gone else "") for i in ids), conjunction)
+
+
+def role_mentions(ids: Iterable[int], conjunction: str, gone: Collection[int] = ()) -> str:
+    """Role mentions; those in `gone` (deleted) are marked."""
+    return join_words(
+        (f"<@&{i}>" + (" (not found)" if i in gone else "") for i in ids), conjunction
+    )
+
+
+def access_refusal(denial: Denial) -> str:
+    """Why /video or a button was refused here, naming where and who may make videos."""
+    channels = channel_mentions(denial.access.channel_ids, "or")
+    roles = role_mentions(denial.access.role_ids, "or")
+    where = f"Videos can be made only in {channels} (threads in them count too)"
+    if denial.wrong_channel and denial.missing_role:
+        return f"🚫 {where}, by members with the {roles} role."
+    if denial.wrong_channel:
+        return f"🚫 {where}."
+    return (
+        f"🚫 Making videos on this server needs the {roles} role. "
+        "Ask a server admin if you should have it."
+    )
+
+
+def access_summary(access: VideoAccess, gone: Collection[int] = ()) -> str:
+    """Two lines for the settings reply: where /video works and who may use it."""
+    where = (
+        f"only in {channel_mentions(access.channel_ids, 'and', gone)} (and threads in them)"
+        if access.channel_ids
+        else "in **any channel**"
+    )
+    who = (
+        f"Only members with the {role_mentions(access.role_ids, 'or', gone)} role"
+        if access.role_ids
+        else "**Every member**"
+    )
+    return f"Videos can be made {where}.\n{who} can make videos."

@@ -24,6 +24,7 @@ from bot.media import (
 )
 from bot.request import MAX_PROMPT_CHARS, MAX_SEED, RANDOM_SEED, GenerationRequest, InvalidRequest
 from cogs import texts
+from cogs.access import check_access, load_access
 from cogs.delivery import DiscordDelivery
 from storage.base import JobOwner, JobRecord
 
@@ -97,6 +98,8 @@ class SameSeedModal(discord.ui.Modal, title="Same seed, new prompt"):
         self.add_item(self.prompt)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
+        if not await self.cog.allowed(interaction):  # the rules may have changed meanwhile
+            return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             request = GenerationRequest.parse(
@@ -164,6 +167,8 @@ class VideoCog(commands.Cog, name="Video"):
         seed: app_commands.Range[int, RANDOM_SEED, MAX_SEED] = RANDOM_SEED,
     ) -> None:
         """Validate, price, reserve and start a video; progress shows in a private message."""
+        if not await self.allowed(interaction):
+            return
         try:  # cheap checks first: nothing downloaded, nothing spent
             check_declared_size("image", image.size, MAX_IMAGE_BYTES)
             if audio is not None:
@@ -198,6 +203,32 @@ class VideoCog(commands.Cog, name="Video"):
             return
         await self.launch(interaction, request, uploads)
 
+    async def allowed(self, interaction: discord.Interaction) -> bool:
+        """Whether the server's rules let this member make a video here; if not, says so privately.
+
+        Runs before anything is downloaded, reserved or submitted, and before the interaction is
+        acknowledged.
+        """
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        access = await load_access(self.bot.services.storage, interaction.guild_id)
+        channel = interaction.channel
+        member = interaction.user
+        roles = [role.id for role in member.roles] if isinstance(member, discord.Member) else []
+        denial = check_access(
+            access,
+            channel_id=interaction.channel_id,
+            parent_id=channel.parent_id if isinstance(channel, discord.Thread) else None,
+            role_ids=[interaction.guild_id, *roles],  # @everyone's id is the server's
+        )
+        if denial is None:
+            return True
+        await interaction.response.send_message(
+            texts.access_refusal(denial),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        return False
+
     async def launch(
         self,
         interaction: discord.Interaction,
@@ -223,6 +254,8 @@ class VideoCog(commands.Cog, name="Video"):
             await interaction.response.send_message("That video is unknown here.", ephemeral=True)
             return
         request = GenerationRequest.model_validate_json(job.request_json)
+        if action in ("reroll", "same") and not await self.allowed(interaction):
+            return
         match action:
             case "reroll":
                 await interaction.response.defer(ephemeral=True, thinking=True)

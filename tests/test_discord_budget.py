@@ -188,7 +188,8 @@ ADMIN_COMMANDS: list[tuple[str, str | None, tuple[Option, ...]]] = [
     ("budget", "server", (text("amount", "1000"),)),
     ("budget", "grant", (user("member", MEMBER), text("amount", "100"), text("note", "me"))),
     ("usage", None, ()),
-    ("wanbot-settings", None, (channel("log_channel", CHANNEL), text("nsfw_videos", "withhold"))),
+    ("wanbot-settings", "set", (channel("log_channel", CHANNEL), text("nsfw_videos", "withhold"))),
+    ("wanbot-settings", "show", ()),
 ]
 
 
@@ -409,40 +410,49 @@ async def test_usage_of_a_quiet_server(world: World) -> None:
 
 async def test_settings_persist_and_are_shown(world: World) -> None:
     async with world.bot() as bot:
-        shown = await run(world, "wanbot-settings", user_id=ADMIN)
+        shown = await run(world, "wanbot-settings", sub="show", user_id=ADMIN)
         assert "Admin notices go to nowhere yet" in shown.content and "**spoiler**" in shown.content
         changed = await run(
             world,
             "wanbot-settings",
             channel("log_channel", LOG_CHANNEL),
             text("nsfw_videos", "withhold"),
+            sub="set",
             user_id=ADMIN,
         )
         assert_private(changed)
         assert changed.content == (
             f"Admin notices go to <#{LOG_CHANNEL}>.\n"
-            "NSFW-flagged videos outside age-restricted channels: **withhold**."
+            "NSFW-flagged videos outside age-restricted channels: **withhold**.\n"
+            "Videos can be made in **any channel**.\n"
+            "**Every member** can make videos."
         )
         storage = bot.services.storage
         assert await storage.get_guild_setting(GUILD, LOG_CHANNEL_KEY) == str(LOG_CHANNEL)
         assert await storage.get_guild_setting(GUILD, NSFW_POLICY_KEY) == "withhold"
 
     async with world.bot():  # a restart keeps them
-        again = await run(world, "wanbot-settings", user_id=ADMIN)
+        again = await run(world, "wanbot-settings", sub="show", user_id=ADMIN)
     assert again.content == changed.content
 
 
 async def test_settings_warn_about_a_log_channel_the_bot_cannot_post_in(world: World) -> None:
     async with world.bot():
         reply = await run(
-            world, "wanbot-settings", channel("log_channel", LOCKED_CHANNEL), user_id=ADMIN
+            world,
+            "wanbot-settings",
+            channel("log_channel", LOCKED_CHANNEL),
+            sub="set",
+            user_id=ADMIN,
         )
     assert f"<#{LOCKED_CHANNEL}> — ⚠️ but I can't post there" in reply.content
 
 
 async def test_out_of_credit_tells_the_admins_and_refunds_the_member(world: World) -> None:
     async with world.bot() as bot:
-        await run(world, "wanbot-settings", channel("log_channel", LOG_CHANNEL), user_id=ADMIN)
+        await run(
+            world, "wanbot-settings", channel("log_channel", LOG_CHANNEL), sub="set", user_id=ADMIN
+        )
         world.wavespeed.out_of_credit = True
         interaction = await finished_video(world)
 

@@ -15,7 +15,7 @@ from discord.ext import commands
 
 from tests.fakes.discord_server import FakeDiscord, FakeInteraction, running_bot
 
-GUILD, CHANNEL, READONLY, NO_FILES, MOD_ROLE = 1001, 2001, 2002, 2003, 4001
+GUILD, CHANNEL, READONLY, NO_FILES, THREAD, MOD_ROLE = 1001, 2001, 2002, 2003, 2004, 4001
 BOOSTED_GUILD, BOOSTED_CHANNEL = 1002, 2101
 USER, OTHER_USER = 3001, 3002
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
@@ -104,6 +104,13 @@ class DemoCog(commands.Cog):
     async def dm(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message("check your DMs", ephemeral=True)
         await interaction.user.send("hello in private")
+
+    @app_commands.command(name="where")
+    async def where(self, interaction: discord.Interaction, role: discord.Role) -> None:
+        channel = interaction.channel
+        assert isinstance(channel, discord.Thread)
+        await interaction.response.send_message(f"{channel.name} in {channel.parent_id}")
+        await channel.send(f"{role.name} here")
 
     @app_commands.command(name="tidy")
     async def tidy(self, interaction: discord.Interaction) -> None:
@@ -320,6 +327,24 @@ async def test_subcommand_with_member_option_and_role_permissions(
 
     assert interaction.original is not None and interaction.original.content == "Bobby +5"
     assert interaction.payload["member"]["roles"] == [str(MOD_ROLE)]
+
+
+async def test_threads_and_role_options(fake: FakeDiscord, bot: DemoBot) -> None:
+    fake.add_role(GUILD, MOD_ROLE, "mods")
+    fake.add_thread(GUILD, THREAD, "questions", parent_id=CHANNEL, owner_id=USER)
+    role = [{"name": "role", "type": 8, "value": MOD_ROLE}]
+    interaction = await invoke(fake, "where", channel_id=THREAD, options=role)  # not cached yet
+    await interaction.wait_until_acked()
+    assert interaction.original is not None
+    assert interaction.original.content == f"questions in {CHANNEL}"
+    posted = await fake.wait_for_message(lambda m: m.content == "mods here")
+    assert posted.channel_id == THREAD
+    assert interaction.payload["data"]["resolved"]["roles"][str(MOD_ROLE)]["name"] == "mods"
+
+    async with running_bot(fake, DemoBot) as fresh:  # GUILD_CREATE lists active threads
+        thread = fresh.get_guild(GUILD).get_thread(THREAD)  # type: ignore[union-attr]
+        assert thread is not None and thread.parent_id == CHANNEL and thread.owner_id == USER
+        assert fresh.get_guild(GUILD).get_channel(THREAD) is None  # type: ignore[union-attr]
 
 
 async def test_command_sync_is_stored_and_used(fake: FakeDiscord, bot: DemoBot) -> None:

@@ -192,7 +192,8 @@ class Member:
 
 @dataclass
 class Channel:
-    """A guild text channel (type 0) or a DM (type 1, ``guild_id`` None)."""
+    """A guild text channel (type 0), a public thread in one (type 11, ``parent_id`` set), or a DM
+    (type 1, ``guild_id`` None)."""
 
     id: int
     name: str
@@ -203,6 +204,14 @@ class Channel:
     bot_can_send: bool = True
     bot_can_attach: bool = True
     recipient: dict[str, Any] | None = None
+    parent_id: int | None = None
+    owner_id: int | None = None
+    created_at: str = ""
+
+    @property
+    def is_thread(self) -> bool:
+        """A thread (lives in its parent channel; listed in GUILD_CREATE's ``threads``)."""
+        return self.parent_id is not None
 
     @property
     def bot_denied(self) -> int:
@@ -220,6 +229,8 @@ class Channel:
                 "recipients": [self.recipient],
                 "last_message_id": None,
             }
+        if self.is_thread:
+            return self._thread_payload(permissions)
         overwrites = []
         if self.bot_denied:
             deny = str(self.bot_denied)
@@ -236,6 +247,34 @@ class Channel:
             "rate_limit_per_user": 0,
             "last_message_id": None,
             "permission_overwrites": overwrites,
+        }
+        if permissions is not None:
+            payload["permissions"] = str(permissions)
+        return payload
+
+    def _thread_payload(self, permissions: int | None) -> dict[str, Any]:
+        """A public thread: no overwrites of its own (it follows its parent's)."""
+        payload: dict[str, Any] = {
+            "id": str(self.id),
+            "type": 11,
+            "guild_id": str(self.guild_id),
+            "parent_id": str(self.parent_id),
+            "owner_id": str(self.owner_id),
+            "name": self.name,
+            "nsfw": self.nsfw,
+            "rate_limit_per_user": 0,
+            "last_message_id": None,
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": self.created_at,
+                "locked": False,
+                "create_timestamp": self.created_at,
+            },
         }
         if permissions is not None:
             payload["permissions"] = str(permissions)
@@ -283,9 +322,9 @@ class Guild:
             "features": [],
             "preferred_locale": "en-US",
             "roles": [r.to_payload() for r in self.roles.values()],
-            "channels": [c.to_payload() for c in self.channels.values()],
+            "channels": [c.to_payload() for c in self.channels.values() if not c.is_thread],
             "members": [],
-            "threads": [],
+            "threads": [c.to_payload() for c in self.channels.values() if c.is_thread],
             "emojis": [],
             "stickers": [],
             "voice_states": [],

@@ -238,6 +238,32 @@ class FakeDiscord:
         self.channels[channel_id] = channel
         return channel
 
+    def add_thread(
+        self, guild_id: int, thread_id: int, name: str, *, parent_id: int, owner_id: int
+    ) -> Channel:
+        """An active public thread in channel ``parent_id``, started by ``owner_id``.
+
+        Like Discord, it inherits the parent's NSFW flag and permissions, and GUILD_CREATE lists it
+        under ``threads``; commands, buttons and messages work in it as in a channel.
+        """
+        guild = self.guilds[guild_id]
+        parent = guild.channels[parent_id]
+        thread = Channel(
+            thread_id,
+            name,
+            guild_id,
+            self.bot_user_id,
+            nsfw=parent.nsfw,
+            bot_can_send=parent.bot_can_send,
+            bot_can_attach=parent.bot_can_attach,
+            parent_id=parent_id,
+            owner_id=owner_id,
+            created_at=self.clock.iso(),
+        )
+        guild.channels[thread_id] = thread
+        self.channels[thread_id] = thread
+        return thread
+
     def dm_channel(self, user: dict[str, Any]) -> Channel:
         """The bot's DM channel with ``user`` (created on first use)."""
         for channel in self.channels.values():
@@ -316,7 +342,9 @@ class FakeDiscord:
         ``{"name", "type": 1, "options": [...]}``. An attachment option (type 11) may carry the
         attachment object from :meth:`add_attachment` as its value, a user option (type 6) a user
         id, a channel option (type 7) a channel id of this guild (resolved with the invoking
-        member's ``permissions``, like Discord); all are put into ``data.resolved``.
+        member's ``permissions``, like Discord), a role option (type 8) a role id of this guild;
+        all are put into ``data.resolved``. A subcommand group is ``{"name", "type": 2,
+        "options": [<subcommand>]}``.
         ``attachments`` adds further resolved attachments.
         """
         guild = self.guilds[guild_id]
@@ -679,6 +707,12 @@ class FakeDiscord:
                 )
                 del member["user"]
                 resolved.setdefault("members", {})[str(user_id)] = member
+        elif option.get("type") == 8:
+            role = guild.roles.get(int(option["value"]))
+            if role is None:
+                raise ValueError(f"guild {guild.id} has no role {option['value']}")
+            option["value"] = str(role.id)
+            resolved.setdefault("roles", {})[str(role.id)] = role.to_payload()
         elif option.get("type") == 7:
             channel_id = int(option["value"])
             channel = guild.channels.get(channel_id)
