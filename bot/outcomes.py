@@ -38,7 +38,6 @@ class JobFailure:
 
 
 INPUT_CODES = {1400, 1401, 1402}
-RETRYABLE_TASK_CODES = {1403, 1405, 5000, 5003, 5004}
 
 UNCONFIRMED_MESSAGE = (
     "WaveSpeed did not confirm the submission, so it was not sent again (that could bill twice). "
@@ -53,6 +52,7 @@ BAD_API_KEY_MESSAGE = "The bot's WaveSpeed API key was refused; the admins have 
 TIMED_OUT_MESSAGE = "WaveSpeed took too long to finish the video."
 WAVESPEED_DOWN_MESSAGE = "WaveSpeed is not answering right now. Please try again in a few minutes."
 REJECTED_PREFIX = "WaveSpeed rejected the request: "
+TEMPORARY_ADVICE = "This is usually temporary: try again in a minute."
 
 # The fixed messages name their kind, so a failure can be rebuilt from a stored job.
 _KIND_OF_MESSAGE = {
@@ -78,9 +78,10 @@ def failure_from_error(error: ws.WaveSpeedError) -> JobFailure:
             )
         case ws.TaskFailed(code=code):
             reason = _without_code(error.message, code).rstrip(".") or "no reason given"
+            advice = f" {TEMPORARY_ADVICE}" if error.retryable else ""
             return JobFailure(
                 FailureKind.GENERATION_FAILED,
-                f"The generation failed at WaveSpeed: {reason}.",
+                f"The generation failed at WaveSpeed: {reason}.{advice}",
                 code,
             )
         case ws.RejectedInput():

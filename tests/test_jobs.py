@@ -375,7 +375,10 @@ FAILURES = {
         lambda fake: fake.next_task("failed", error_code=5000),
         FailureKind.GENERATION_FAILED,
         refunded=True,
-        message="The generation failed at WaveSpeed: Internal server error.",
+        message=(
+            "The generation failed at WaveSpeed: Internal server error. "
+            "This is usually temporary: try again in a minute."
+        ),
         tasks=1,
         code=5000,
         wavespeed_status="failed",
