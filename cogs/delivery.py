@@ -12,6 +12,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -31,9 +32,46 @@ log = logging.getLogger(__name__)
 TOKEN_SAFE_S = 14 * 60.0  # interaction tokens die after 15 minutes; leave a minute of margin
 EDIT_INTERVAL_S = 5.0  # at most one progress edit per job this often (Discord rate limits)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+DM_UPLOAD_LIMIT = DEFAULT_UPLOAD_LIMIT
 NSFW_POLICY_KEY = "nsfw_policy"  # "spoiler" (default) or "withhold"
 LOG_CHANNEL_KEY = "log_channel_id"
 TOKEN_ERRORS = (50027, 10015, 10062)  # invalid webhook token, unknown webhook, unknown interaction
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to send: text, optionally the video and the result buttons."""
+
+    text: str
+    video: bytes | None = None
+    filename: str = ""
+    spoiler: bool = False
+    view: discord.ui.View | None = None
+    link: str | None = None  # where the video can be fetched, if it can't be attached
+
+    def kwargs(self, member_id: int) -> dict[str, Any]:
+        """Arguments for `send`, mentioning only the member (a new File each time)."""
+        extra: dict[str, Any] = {
+            "content": self.text,
+            "allowed_mentions": discord.AllowedMentions(users=[discord.Object(member_id)]),
+        }
+        if self.view is not None:
+            extra["view"] = self.view
+        if self.video is not None:
+            extra["file"] = discord.File(
+                io.BytesIO(self.video), self.filename, spoiler=self.spoiler
+            )
+        return extra
+
+    def direct(self, channel_id: int) -> Outgoing:
+        """The same for a direct message: no server buttons, and a link for a video over the
+        10 MiB that a DM accepts."""
+        text = f"(I couldn't post in <#{channel_id}>, so here it is directly.)\n{self.text}"
+        video = self.video
+        if video is not None and len(video) > DM_UPLOAD_LIMIT:
+            video = None
+            text += f"\nThe video is too large for a direct message: {self.link}"
+        return replace(self, text=text, video=video, view=None)
 
 
 class DiscordDelivery:
@@ -85,24 +123,25 @@ class DiscordDelivery:
         note, attach = self._video_note(job, video, withhold)
         if hidden and not withhold:
             note = "⚠️ WaveSpeed flagged this video as NSFW, so it is behind a spoiler.\n" + note
-        text = texts.result_text(job.member_id, request, job.price_micro, video.elapsed_s, note)
-
-        def make_file() -> discord.File | None:
-            if not attach or video.data is None:
-                return None
-            return discord.File(io.BytesIO(video.data), f"wanbot-{job.id}.mp4", spoiler=hidden)
-
-        message = await self._post(job, text, make_file, self._result_view(job.id))
+        outgoing = Outgoing(
+            texts.result_text(job.member_id, request, job.price_micro, video.elapsed_s, note),
+            video=video.data if attach else None,
+            filename=f"wanbot-{job.id}.mp4",
+            spoiler=hidden,
+            view=self._result_view(job.id),
+            link=None if withhold else video.url,
+        )
+        message = await self._post(job, outgoing)
         if withhold and video.data is not None:
             await self._send_privately(video.data, job.id)
         await self._edit_status(job, f"✅ Done — {format_usd(job.price_micro)} charged.")
-        return message.id if message else None
+        return message.id
 
     async def failed(self, job: JobRecord, failure: JobFailure, refunded: bool) -> None:
         await self._opened.wait()
         text = texts.failure_text(job.member_id, failure, job.price_micro, refunded)
         if not await self._edit_status(job, text):
-            await self._post(job, text, lambda: None, None)
+            await self._post(job, Outgoing(text))
         if failure.tells_admins:
             await self._tell_admins(job, failure)
 
@@ -166,33 +205,27 @@ class DiscordDelivery:
                 log.warning("job %s: status edit failed: %s", job.id, error)
             return False
 
-    async def _post(
-        self,
-        job: JobRecord,
-        text: str,
-        make_file: Callable[[], discord.File | None],
-        view: discord.ui.View | None,
-    ) -> discord.Message | None:
-        """Send a new message mentioning the member: a follow-up, else a channel message."""
-        mentions = discord.AllowedMentions(users=[discord.Object(job.member_id)])
-        extra: dict[str, Any] = {"allowed_mentions": mentions}
-        if view is not None:
-            extra["view"] = view
-        file = make_file()
-        if file is not None:
-            extra["file"] = file
+    async def _post(self, job: JobRecord, outgoing: Outgoing) -> discord.Message:
+        """Send a new message mentioning the member: a follow-up while the token lives, else a
+        channel message, else (the bot may not post there) a direct message."""
         if self._token_fresh():
             assert self.interaction is not None
             try:
-                return await self.interaction.followup.send(text, wait=True, **extra)
+                return await self.interaction.followup.send(
+                    wait=True, **outgoing.kwargs(job.member_id)
+                )
             except discord.HTTPException as error:
                 if not self._drop_token(error):
                     raise
-            file = make_file()
-            if file is not None:
-                extra["file"] = file
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        return await channel.send(text, **extra)
+        try:
+            return await channel.send(**outgoing.kwargs(job.member_id))
+        except (discord.Forbidden, discord.NotFound) as error:
+            log.warning(
+                "job %s: can't post in its channel (%s); messaging the member", job.id, error
+            )
+        direct = await self.bot.create_dm(discord.Object(id=job.member_id))
+        return await direct.send(**outgoing.direct(job.channel_id).kwargs(job.member_id))
 
     async def _send_privately(self, data: bytes, job_id: int) -> None:
         if not self._token_fresh():

@@ -309,3 +309,22 @@ async def test_custom_audio_is_uploaded_and_priced_as_audio(world: World) -> Non
             ("reserve", FIVE_SECONDS_WITH_AUDIO),
             ("charge", FIVE_SECONDS_WITH_AUDIO),
         ]
+
+
+async def test_video_goes_to_the_member_directly_when_the_channel_refuses_the_bot(
+    world: World,
+) -> None:
+    muted = CHANNEL + 100
+    world.discord.add_channel(GUILD, muted, "no-bot-posts", bot_can_send=False)
+    world.wavespeed.next_task(processing_s=0.6)
+    async with world.bot() as bot:
+        interaction = await world.video(channel_id=muted)
+        await interaction.wait_until_acked()
+        world.discord.advance_time(16 * 60)  # no follow-up possible: only the bot token is left
+        direct = await world.discord.wait_for_message(has_video, timeout=10)
+        assert world.discord.channels[direct.channel_id].recipient is not None  # a DM
+        assert f"couldn't post in <#{muted}>" in direct.content
+        assert not direct.components  # the buttons work in the server only
+        assert world.discord.requests_to("POST", rf"/channels/{muted}/messages")[0].status == 403
+        assert [k for k, _ in await ledger_kinds(bot)] == ["reserve", "charge"]
+        await wait_until_async(lambda: job_status(bot.services.storage, 1), JobStatus.DELIVERED)
