@@ -53,7 +53,9 @@ class Outgoing:
         """Arguments for `send`, mentioning only the member (a new File each time)."""
         extra: dict[str, Any] = {
             "content": self.text,
-            "allowed_mentions": discord.AllowedMentions(users=[discord.Object(member_id)]),
+            "allowed_mentions": discord.AllowedMentions(
+                everyone=False, roles=False, users=[discord.Object(member_id)]
+            ),
         }
         if self.view is not None:
             extra["view"] = self.view
