@@ -36,6 +36,7 @@ MAX_VIDEO_BYTES = 512 * 1024 * 1024
 class Stage(StrEnum):
     """What a member sees while waiting."""
 
+    UPLOADING = "uploading to WaveSpeed"
     QUEUED = "queued at WaveSpeed"
     GENERATING = "generating"
     DOWNLOADING = "downloading the video"
@@ -187,6 +188,7 @@ class JobRunner:
         uploads: Mapping[str, MediaFile],
     ) -> None:
         async def submit_then_follow() -> None:
+            await self._report(job, delivery, Stage.UPLOADING)
             final = await self._upload(request, uploads)
             await self._storage.mark_submitting(job.id, final.model_dump_json())
             prediction = await self._client.submit(final.to_api_body())

@@ -44,14 +44,11 @@ def relative_time(moment: datetime | None) -> str:
 
 
 def status_text(
-    request: GenerationRequest, price: int, balance: Balance, stage: Stage | None, elapsed: float
+    request: GenerationRequest, price: int, balance: Balance, stage: Stage, elapsed: float
 ) -> str:
     """The status message shown while a video is being made."""
-    stage_line = (
-        f"⏳ **{stage}** — {duration_text(elapsed)}" if stage else "⏳ **sending to WaveSpeed**"
-    )
     return (
-        f"{stage_line}\n{quote_prompt(request.prompt)}\n"
+        f"⏳ **{stage}** — {duration_text(elapsed)}\n{quote_prompt(request.prompt)}\n"
         f"{describe_request(request)} · **{format_usd(price)}** · "
         f"you have {format_usd(max(balance.available, 0))} left this period"
     )

@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.budget import CLI_GUILD_ID, BudgetError
+from bot.jobs import Stage
 from bot.media import (
     MAX_AUDIO_BYTES,
     MAX_IMAGE_BYTES,
@@ -245,7 +246,8 @@ class VideoCog(commands.Cog, name="Video"):
             await interaction.edit_original_response(content=f"⚠️ {texts.refusal_text(error)}")
             return
         balance = await self.bot.services.storage.member_balance(owner.guild_id, owner.member_id)
-        await delivery.open(job, texts.status_text(request, job.price_micro, balance, None, 0.0))
+        status = texts.status_text(request, job.price_micro, balance, Stage.UPLOADING, 0.0)
+        await delivery.open(job, status)
 
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
         """Re-roll, Same seed or Delete on a result message."""

@@ -256,7 +256,12 @@ async def test_happy_path_uploads_submits_charges_and_delivers(bot: Process, wor
     assert body["prompt"] == REQUEST.prompt and body["duration"] == 5
     assert GenerationRequest.model_validate_json(job.request_json).image == body["image"]
 
-    assert recorder.distinct_stages == [Stage.QUEUED, Stage.GENERATING, Stage.DOWNLOADING]
+    assert recorder.distinct_stages == [
+        Stage.UPLOADING,
+        Stage.QUEUED,
+        Stage.GENERATING,
+        Stage.DOWNLOADING,
+    ]
     video = recorder.only_video()
     assert video.data == sample_video() and is_mp4(video.data)
     assert video.url == output_url(fake, job)
