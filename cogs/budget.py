@@ -75,15 +75,23 @@ class BudgetCog(commands.Cog, name="Budget"):
         self.bot = bot
 
     @budget.command(name="show", description="What you have spent and have left this period")
-    async def show(self, interaction: discord.Interaction) -> None:
-        """The member's balance, the server's, and their last videos (only they see it)."""
+    @app_commands.describe(member="Admins: someone else's budget")
+    async def show(
+        self, interaction: discord.Interaction, member: discord.Member | None = None
+    ) -> None:
+        """A member's balance, the server's, and their last videos (only the asker sees it).
+        Looking at someone else's needs Manage Server."""
         assert interaction.guild_id is not None
+        whose = member or interaction.user
+        if whose.id != interaction.user.id and not interaction.permissions.manage_guild:
+            raise app_commands.MissingPermissions(["manage_guild"])
         storage = self.bot.services.storage
-        mine = await storage.member_balance(interaction.guild_id, interaction.user.id)
+        mine = await storage.member_balance(interaction.guild_id, whose.id)
         server = await storage.server_balance(interaction.guild_id)
-        jobs = await storage.recent_jobs(interaction.guild_id, interaction.user.id, limit=5)
+        jobs = await storage.recent_jobs(interaction.guild_id, whose.id, limit=5)
+        title = "Your" if whose.id == interaction.user.id else f"{whose.mention}'s"
         lines = [
-            "**Your video budget this period**",
+            f"**{title} video budget this period**",
             f"Allowance {format_usd(mine.allowance)}{granted_text(mine.granted)}",
             f"Spent {format_usd(mine.spent)}"
             + (f" · {format_usd(mine.held)} held for videos in progress" if mine.held else ""),
@@ -93,8 +101,10 @@ class BudgetCog(commands.Cog, name="Budget"):
             f"{format_usd(server.allowance + server.granted)}.",
         ]
         if jobs:
-            lines += ["", "**Your last videos**", *map(job_line, jobs)]
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+            lines += ["", f"**{title} last videos**", *map(job_line, jobs)]
+        await interaction.response.send_message(
+            "\n".join(lines), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
 
     @budget.command(name="set", description="Set a member's allowance per period (admins)")
     @app_commands.describe(member="Whose allowance", amount="Dollars per period, e.g. 2.50")

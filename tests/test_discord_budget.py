@@ -181,6 +181,18 @@ async def test_show_is_per_member(world: World) -> None:
     assert "The server has $49.75 left" in reply.content  # but the server's money is shared
 
 
+async def test_admins_can_look_at_a_members_budget_and_members_cannot(world: World) -> None:
+    async with world.bot():
+        await finished_video(world)
+        seen = await budget(world, "show", user("member", MEMBER), user_id=ADMIN)
+        assert_private(seen)
+        assert seen.content.startswith(f"**<@{MEMBER}>'s video budget this period**")
+        assert "Spent $0.25" in seen.content and f"**<@{MEMBER}>'s last videos**" in seen.content
+        refused = await budget(world, "show", user("member", MEMBER), user_id=OTHER_MEMBER)
+        assert_private(refused)
+        assert "Manage Server" in refused.content and "Spent" not in refused.content
+
+
 # --- who may change budgets -----------------------------------------------------------------------
 
 ADMIN_COMMANDS: list[tuple[str, str | None, tuple[Option, ...]]] = [
