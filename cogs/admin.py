@@ -191,15 +191,8 @@ class AdminCog(commands.Cog, name="Admin"):
     )
     async def add_channel(self, interaction: discord.Interaction, channel: VideoPlace) -> None:
         """Add a channel to the allowed list."""
-        access = await self._access(interaction)
-        before = access.channel_ids
-        try:
-            after = with_id(before, channel.id)
-        except TooManyEntries:
-            raise app_commands.AppCommandError(
-                f"At most {MAX_ENTRIES} channels can be listed. Remove one first."
-            ) from None
-        await self._store(interaction, VIDEO_CHANNELS_KEY, after)
+        before = (await self._access(interaction)).channel_ids
+        after = await self._add(interaction, VIDEO_CHANNELS_KEY, before, channel.id, "channels")
         change = (
             f"{channel.mention} was already allowed."
             if after == before
@@ -221,15 +214,10 @@ class AdminCog(commands.Cog, name="Admin"):
     async def remove_channel(self, interaction: discord.Interaction, channel: VideoPlace) -> None:
         """Remove a channel from the allowed list."""
         before = (await self._access(interaction)).channel_ids
-        after = without_id(before, channel.id)
-        await self._store(interaction, VIDEO_CHANNELS_KEY, after)
-        if after == before:
-            change = f"{channel.mention} wasn't listed."
-        elif after:
-            change = f"✅ {channel.mention} removed."
-        else:
-            change = f"✅ {channel.mention} removed: none is listed, so /video works anywhere."
-        await self._reply(interaction, change=change)
+        await self._remove(
+            interaction, VIDEO_CHANNELS_KEY, before, channel.id, channel.mention,
+            emptied="none is listed, so /video works anywhere",
+        )  # fmt: skip
 
     @video_channels.command(
         name="clear", description="Allow /video in every channel again (admins)"
@@ -248,13 +236,7 @@ class AdminCog(commands.Cog, name="Admin"):
     async def add_role(self, interaction: discord.Interaction, role: discord.Role) -> None:
         """Add a role to the required list."""
         before = (await self._access(interaction)).role_ids
-        try:
-            after = with_id(before, role.id)
-        except TooManyEntries:
-            raise app_commands.AppCommandError(
-                f"At most {MAX_ENTRIES} roles can be listed. Remove one first."
-            ) from None
-        await self._store(interaction, VIDEO_ROLES_KEY, after)
+        after = await self._add(interaction, VIDEO_ROLES_KEY, before, role.id, "roles")
         if after == before:
             change = f"{role.mention} was already listed."
         else:
@@ -269,15 +251,10 @@ class AdminCog(commands.Cog, name="Admin"):
     async def remove_role(self, interaction: discord.Interaction, role: discord.Role) -> None:
         """Remove a role from the required list."""
         before = (await self._access(interaction)).role_ids
-        after = without_id(before, role.id)
-        await self._store(interaction, VIDEO_ROLES_KEY, after)
-        if after == before:
-            change = f"{role.mention} wasn't listed."
-        elif after:
-            change = f"✅ {role.mention} removed."
-        else:
-            change = f"✅ {role.mention} removed: none is listed, so every member can make videos."
-        await self._reply(interaction, change=change)
+        await self._remove(
+            interaction, VIDEO_ROLES_KEY, before, role.id, role.mention,
+            emptied="none is listed, so every member can make videos",
+        )  # fmt: skip
 
     @video_roles.command(name="clear", description="Let every member make videos again (admins)")
     @app_commands.checks.has_permissions(manage_guild=True)
@@ -285,6 +262,45 @@ class AdminCog(commands.Cog, name="Admin"):
         """Empty the required-role list."""
         await self._store(interaction, VIDEO_ROLES_KEY, ())
         await self._reply(interaction, change="✅ Every member can make videos again.")
+
+    async def _add(
+        self,
+        interaction: discord.Interaction,
+        key: str,
+        before: tuple[int, ...],
+        new_id: int,
+        things: str,
+    ) -> tuple[int, ...]:
+        """Store `before` with `new_id` added (within the cap); return the new list."""
+        try:
+            after = with_id(before, new_id)
+        except TooManyEntries:
+            raise app_commands.AppCommandError(
+                f"At most {MAX_ENTRIES} {things} can be listed. Remove one first."
+            ) from None
+        await self._store(interaction, key, after)
+        return after
+
+    async def _remove(
+        self,
+        interaction: discord.Interaction,
+        key: str,
+        before: tuple[int, ...],
+        old_id: int,
+        mention: str,
+        *,
+        emptied: str,
+    ) -> None:
+        """Store `before` without `old_id` and say what changed."""
+        after = without_id(before, old_id)
+        await self._store(interaction, key, after)
+        if after == before:
+            change = f"{mention} wasn't listed."
+        elif after:
+            change = f"✅ {mention} removed."
+        else:
+            change = f"✅ {mention} removed: {emptied}."
+        await self._reply(interaction, change=change)
 
     async def _access(self, interaction: discord.Interaction) -> VideoAccess:
         assert interaction.guild_id is not None
