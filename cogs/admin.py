@@ -215,9 +215,13 @@ class AdminCog(commands.Cog, name="Admin"):
         """Remove a channel from the allowed list."""
         before = (await self._access(interaction)).channel_ids
         await self._remove(
-            interaction, VIDEO_CHANNELS_KEY, before, channel.id, channel.mention,
+            interaction,
+            VIDEO_CHANNELS_KEY,
+            before,
+            channel.id,
+            channel.mention,
             emptied="none is listed, so /video works anywhere",
-        )  # fmt: skip
+        )
 
     @video_channels.command(
         name="clear", description="Allow /video in every channel again (admins)"
@@ -252,9 +256,13 @@ class AdminCog(commands.Cog, name="Admin"):
         """Remove a role from the required list."""
         before = (await self._access(interaction)).role_ids
         await self._remove(
-            interaction, VIDEO_ROLES_KEY, before, role.id, role.mention,
+            interaction,
+            VIDEO_ROLES_KEY,
+            before,
+            role.id,
+            role.mention,
             emptied="none is listed, so every member can make videos",
-        )  # fmt: skip
+        )
 
     @video_roles.command(name="clear", description="Let every member make videos again (admins)")
     @app_commands.checks.has_permissions(manage_guild=True)

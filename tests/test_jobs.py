@@ -680,6 +680,18 @@ async def wait_submitted(process: Process, jobs: list[JobRecord]) -> None:
     await eventually(all_submitted)
 
 
+async def restarted_with_submitted_jobs(
+    world: World, count: int
+) -> tuple[Process, list[JobRecord]]:
+    """Start `count` jobs, stop that process once WaveSpeed accepted them all, boot a new one."""
+    world.fake.queue_s = 0.2
+    first = await world.boot()
+    jobs = [await first.runner.start(owner(MEMBER + n), REQUEST, Recorder()) for n in range(count)]
+    await wait_submitted(first, jobs)
+    await world.stop(first)
+    return await world.boot(), jobs
+
+
 def every_job(job: JobRecord) -> bool:
     """A resume filter that accepts every job."""
     return True
@@ -687,13 +699,7 @@ def every_job(job: JobRecord) -> bool:
 
 async def test_resume_takes_only_the_jobs_it_is_asked_to(world: World) -> None:
     """The bot and the CLI share a database: each resumes only its own jobs."""
-    world.fake.queue_s = 0.2
-    first = await world.boot()
-    jobs = [await first.runner.start(owner(MEMBER + n), REQUEST, Recorder()) for n in range(2)]
-    await wait_submitted(first, jobs)
-    await world.stop(first)
-
-    second = await world.boot()
+    second, jobs = await restarted_with_submitted_jobs(world, 2)
     recorder = Recorder()
     mine = jobs[0].member_id
     assert (
@@ -706,13 +712,7 @@ async def test_resume_takes_only_the_jobs_it_is_asked_to(world: World) -> None:
 
 async def test_resume_twice_after_restart_follows_each_job_once(world: World) -> None:
     """Two resume() calls on a new process while resumed jobs still run: one delivery each."""
-    world.fake.queue_s = 0.2
-    first = await world.boot()
-    jobs = [await first.runner.start(owner(MEMBER + n), REQUEST, Recorder()) for n in range(3)]
-    await wait_submitted(first, jobs)
-    await world.stop(first)
-
-    second = await world.boot()
+    second, jobs = await restarted_with_submitted_jobs(world, 3)
     recorder = Recorder()
     assert await second.runner.resume(lambda job: recorder, include=every_job) == len(jobs)
     assert await second.runner.resume(lambda job: recorder, include=every_job) == 0
