@@ -670,16 +670,6 @@ async def test_concurrent_jobs_settle_exactly_and_resume_does_not_double_follow(
     assert (server.spent, server.held) == (PRICE * len(members), 0)
 
 
-async def wait_submitted(process: Process, jobs: list[JobRecord]) -> None:
-    """Wait until WaveSpeed has accepted every one of `jobs`."""
-
-    async def all_submitted() -> bool:
-        statuses = [(await process.job(job.id)).status for job in jobs]
-        return statuses == [JobStatus.SUBMITTED] * len(jobs)
-
-    await eventually(all_submitted)
-
-
 async def restarted_with_submitted_jobs(
     world: World, count: int
 ) -> tuple[Process, list[JobRecord]]:
@@ -687,7 +677,12 @@ async def restarted_with_submitted_jobs(
     world.fake.queue_s = 0.2
     first = await world.boot()
     jobs = [await first.runner.start(owner(MEMBER + n), REQUEST, Recorder()) for n in range(count)]
-    await wait_submitted(first, jobs)
+
+    async def all_submitted() -> bool:
+        statuses = [(await first.job(job.id)).status for job in jobs]
+        return statuses == [JobStatus.SUBMITTED] * len(jobs)
+
+    await eventually(all_submitted)
     await world.stop(first)
     return await world.boot(), jobs
 
