@@ -17,7 +17,7 @@ import itertools
 import statistics
 from dataclasses import dataclass, fields, replace
 
-from bot.fake_api import FakeTask, FakeWaveSpeed
+from bot.testing.fake_wavespeed import FakeTask, FakeWaveSpeed
 from bot.wavespeed import PollPolicy, WaveSpeedClient
 
 API_KEY = "bench-key"

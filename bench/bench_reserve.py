@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.budget import BudgetExceeded, BudgetPeriod, BudgetPolicy
-from bot.pricing import format_usd
+from bot.domain.budget import BudgetExceeded, BudgetPeriod, BudgetPolicy
+from bot.domain.pricing import format_usd
 from storage import SqliteStorage
 from storage.base import JobOwner
 

@@ -13,8 +13,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.budget import CLI_GUILD_ID
 from bot.config import ConfigError, Settings
+from bot.domain.budget import CLI_GUILD_ID
 from bot.services import Services, Tuning
 
 log = logging.getLogger(__name__)

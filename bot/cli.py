@@ -8,14 +8,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bot.budget import CLI_GUILD_ID, BudgetError, BudgetExceeded
 from bot.config import ConfigError, Settings, load_settings
-from bot.jobs import Progress, Video
+from bot.domain.budget import CLI_GUILD_ID, BudgetError, BudgetExceeded
+from bot.domain.media import InvalidMedia, MediaFile, check_audio, check_image
+from bot.domain.outcomes import JobFailure
+from bot.domain.pricing import format_usd, price_micro
+from bot.domain.request import GenerationRequest, InvalidRequest
 from bot.logs import setup_logging
-from bot.media import InvalidMedia, MediaFile, check_audio, check_image
-from bot.outcomes import JobFailure
-from bot.pricing import format_usd, price_micro
-from bot.request import GenerationRequest, InvalidRequest
+from bot.runner import Progress, Video
 from bot.services import Services, Tuning
 from bot.wavespeed import PollPolicy
 from storage.base import JobOwner, JobRecord
@@ -117,7 +117,7 @@ def quote(args: argparse.Namespace) -> int:
 
 def fake_api(args: argparse.Namespace) -> int:
     """Serve the fake WaveSpeed API until interrupted."""
-    from bot.fake_api import run_fake_api
+    from bot.testing.fake_wavespeed import run_fake_api
 
     run_fake_api(
         host=args.host,

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.budget import BudgetPeriod, BudgetPolicy
-from bot.pricing import parse_usd
+from bot.domain.budget import BudgetPeriod, BudgetPolicy
+from bot.domain.pricing import parse_usd
 from storage import database_path
 
 

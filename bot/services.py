@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.config import Settings
-from bot.jobs import JobRunner
+from bot.runner import JobRunner
 from bot.wavespeed import PollPolicy, RetryPolicy, Timeouts, WaveSpeedClient
 from storage import open_storage
 from storage.base import Storage

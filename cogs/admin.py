@@ -12,10 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.budget import period_key
-from bot.pricing import format_usd
-from cogs import texts
-from cogs.access import (
+from bot.domain.access import (
     MAX_ENTRIES,
     VIDEO_CHANNELS_KEY,
     VIDEO_ROLES_KEY,
@@ -26,6 +23,9 @@ from cogs.access import (
     with_id,
     without_id,
 )
+from bot.domain.budget import period_key
+from bot.domain.pricing import format_usd
+from cogs import texts
 from cogs.delivery import LOG_CHANNEL_KEY, NSFW_POLICY_KEY
 from storage.base import LedgerEntry
 

@@ -8,9 +8,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.budget import SERVER_SCOPE_MEMBER_ID
-from bot.pricing import format_usd, parse_usd
-from bot.request import GenerationRequest
+from bot.domain.budget import SERVER_SCOPE_MEMBER_ID
+from bot.domain.pricing import format_usd, parse_usd
+from bot.domain.request import GenerationRequest
 from cogs import texts
 from storage.base import JobRecord
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.jobs import Progress, Stage, Video
-from bot.outcomes import JobFailure
-from bot.pricing import format_usd
-from bot.request import GenerationRequest
+from bot.domain.outcomes import JobFailure
+from bot.domain.pricing import format_usd
+from bot.domain.request import GenerationRequest
+from bot.runner import Progress, Stage, Video
 from cogs import texts
 from storage.base import JobRecord
 
@@ -77,7 +77,7 @@ class Outgoing:
 
 
 class DiscordDelivery:
-    """Implements bot.jobs.Delivery for one job."""
+    """Implements bot.runner.Delivery for one job."""
 
     def __init__(
         self,
@@ -102,7 +102,7 @@ class DiscordDelivery:
         finally:
             self._opened.set()
 
-    # --- bot.jobs.Delivery --------------------------------------------------------------------
+    # --- bot.runner.Delivery --------------------------------------------------------------------
     async def progress(self, job: JobRecord, progress: Progress) -> None:
         await self._opened.wait()
         now = time.monotonic()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from bot.budget import Balance, BudgetExceeded, TooManyJobs
-from bot.jobs import Stage
-from bot.outcomes import FailureKind, JobFailure
-from bot.pricing import format_usd
-from bot.request import RANDOM_SEED, GenerationRequest
-from cogs.access import Denial, VideoAccess
+from bot.domain.access import Denial, VideoAccess
+from bot.domain.budget import Balance, BudgetExceeded, TooManyJobs
+from bot.domain.outcomes import FailureKind, JobFailure
+from bot.domain.pricing import format_usd
+from bot.domain.request import RANDOM_SEED, GenerationRequest
+from bot.runner import Stage
 
 PROMPT_PREVIEW_CHARS = 300
 

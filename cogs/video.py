@@ -12,9 +12,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.budget import CLI_GUILD_ID, BudgetError
-from bot.jobs import Stage
-from bot.media import (
+from bot.domain.access import check_access, load_access
+from bot.domain.budget import CLI_GUILD_ID, BudgetError
+from bot.domain.media import (
     MAX_AUDIO_BYTES,
     MAX_IMAGE_BYTES,
     InvalidMedia,
@@ -23,9 +23,15 @@ from bot.media import (
     check_declared_size,
     check_image,
 )
-from bot.request import MAX_PROMPT_CHARS, MAX_SEED, RANDOM_SEED, GenerationRequest, InvalidRequest
+from bot.domain.request import (
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    RANDOM_SEED,
+    GenerationRequest,
+    InvalidRequest,
+)
+from bot.runner import Stage
 from cogs import texts
-from cogs.access import check_access, load_access
 from cogs.delivery import DiscordDelivery
 from storage.base import JobOwner, JobRecord
 

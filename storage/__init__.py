@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from bot.budget import BudgetPolicy
+from bot.domain.budget import BudgetPolicy
 from storage.base import Storage
 from storage.sqlite import SqliteStorage
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from bot.budget import Balance
+from bot.domain.budget import Balance
 
 
 class JobStatus(StrEnum):

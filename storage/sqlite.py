@@ -20,7 +20,7 @@ from typing import Literal, Self
 
 import aiosqlite
 
-from bot.budget import (
+from bot.domain.budget import (
     SERVER_SCOPE_MEMBER_ID,
     Balance,
     BudgetExceeded,

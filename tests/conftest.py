@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.fake_api import FakeWaveSpeed
+from bot.testing.fake_wavespeed import FakeWaveSpeed
 from bot.wavespeed import PollPolicy, RetryPolicy, Timeouts, WaveSpeedClient
 
 TEST_API_KEY = "ws-test-key-5f2c9e1d7b"  # distinctive, so tests can assert it never leaks

@@ -10,8 +10,8 @@ from typing import Any
 
 from bot.app import WanBot
 from bot.config import Settings, load_settings
-from bot.fake_api import FakeWaveSpeed
 from bot.services import Tuning
+from bot.testing.fake_wavespeed import FakeWaveSpeed
 from storage.base import LedgerEntry
 from tests.conftest import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, TEST_API_KEY
 from tests.fakes.discord_server import FakeDiscord, FakeInteraction, running_bot

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bot.budget import (
+from bot.domain.budget import (
     Balance,
     BudgetExceeded,
     BudgetPeriod,

@@ -18,11 +18,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.budget import BudgetPeriod, BudgetPolicy
 from bot.cli import CLI_OWNER, main
 from bot.config import Settings
-from bot.fake_api import FakeWaveSpeed
-from bot.request import GenerationRequest
+from bot.domain.budget import BudgetPeriod, BudgetPolicy
+from bot.domain.request import GenerationRequest
+from bot.testing.fake_wavespeed import FakeWaveSpeed
 from bot.wavespeed import WaveSpeedClient
 from storage import open_storage
 from storage.base import LedgerEntry

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.budget import BudgetPeriod
 from bot.config import ConfigError, Settings, load_settings
+from bot.domain.budget import BudgetPeriod
 
 SECRET = "sk-super-secret-value-123"
 VARIABLES = [

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.app import WanBot
-from cogs.access import (
+from bot.domain.access import (
     MAX_ENTRIES,
     VIDEO_CHANNELS_KEY,
     VIDEO_ROLES_KEY,

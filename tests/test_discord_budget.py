@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from bot.app import WanBot
-from bot.budget import SERVER_SCOPE_MEMBER_ID, period_key
-from bot.request import GenerationRequest
+from bot.domain.budget import SERVER_SCOPE_MEMBER_ID, period_key
+from bot.domain.request import GenerationRequest
 from cogs.delivery import LOG_CHANNEL_KEY, NSFW_POLICY_KEY
 from storage.base import JobOwner, LedgerEntry
 from tests.discord_world import (

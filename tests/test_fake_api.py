@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.fake_api import FakeWaveSpeed, sample_video, serve_forever
+from bot.testing.fake_wavespeed import FakeWaveSpeed, sample_video, serve_forever
 from bot.wavespeed import MODEL_ID
 from tests.conftest import TEST_API_KEY
 

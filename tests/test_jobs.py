@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from bot.budget import BudgetExceeded, BudgetPeriod, BudgetPolicy, TooManyJobs
-from bot.fake_api import FakeWaveSpeed, sample_video
-from bot.jobs import JobRunner, Progress, Stage, Video
-from bot.media import MediaFile
-from bot.outcomes import (
+from bot.domain.budget import BudgetExceeded, BudgetPeriod, BudgetPolicy, TooManyJobs
+from bot.domain.media import MediaFile
+from bot.domain.outcomes import (
     INTERRUPTED_MESSAGE,
     UNCONFIRMED_MESSAGE,
     FailureKind,
     JobFailure,
     failure_from_error,
 )
-from bot.request import GenerationRequest
+from bot.domain.request import GenerationRequest
+from bot.runner import JobRunner, Progress, Stage, Video
+from bot.testing.fake_wavespeed import FakeWaveSpeed, sample_video
 from bot.wavespeed import (
     AuthError,
     PollPolicy,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.media import (
+from bot.domain.media import (
     MAX_IMAGE_BYTES,
     InvalidMedia,
     check_audio,

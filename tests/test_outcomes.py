@@ -3,7 +3,7 @@
 import pytest
 
 from bot import wavespeed as ws
-from bot.outcomes import (
+from bot.domain.outcomes import (
     TEMPORARY_ADVICE,
     FailureKind,
     failure_from_error,

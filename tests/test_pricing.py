@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.pricing import format_usd, parse_usd, price_micro
+from bot.domain.pricing import format_usd, parse_usd, price_micro
 
 
 @pytest.mark.parametrize(

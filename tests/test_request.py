@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.request import MAX_PROMPT_CHARS, GenerationRequest, InvalidRequest
+from bot.domain.request import MAX_PROMPT_CHARS, GenerationRequest, InvalidRequest
 
 IMAGE = "https://cdn.example/cat.png"
 

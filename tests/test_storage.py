@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.budget import (
+from bot.domain.budget import (
     SERVER_SCOPE_MEMBER_ID,
     BudgetExceeded,
     BudgetPeriod,

@@ -9,7 +9,7 @@ from itertools import islice
 
 import pytest
 
-from bot.fake_api import FakeWaveSpeed, sample_video
+from bot.testing.fake_wavespeed import FakeWaveSpeed, sample_video
 from bot.wavespeed import (
     AuthError,
     OutOfCredit,

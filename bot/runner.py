@@ -15,8 +15,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from bot import wavespeed as ws
-from bot.media import MediaFile
-from bot.outcomes import (
+from bot.domain.media import MediaFile
+from bot.domain.outcomes import (
     INTERRUPTED_MESSAGE,
     UNCONFIRMED_MESSAGE,
     FailureKind,
@@ -25,7 +25,7 @@ from bot.outcomes import (
     failure_from_record,
     keeps_charge,
 )
-from bot.request import GenerationRequest
+from bot.domain.request import GenerationRequest
 from storage.base import JobOwner, JobRecord, JobStatus, Storage
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from bot.pricing import format_usd
+from bot.domain.pricing import format_usd
 
 CLI_GUILD_ID = 0  # the local "cli" budget used by `wanbot generate`
 SERVER_SCOPE_MEMBER_ID = 0  # ledger rows with member_id 0 belong to the server as a whole

@@ -15,7 +15,7 @@ from pydantic import (
     field_validator,
 )
 
-from bot.pricing import MAX_DURATION_S, MIN_DURATION_S, Resolution, price_micro
+from bot.domain.pricing import MAX_DURATION_S, MIN_DURATION_S, Resolution, price_micro
 
 MAX_PROMPT_CHARS = 1500
 MAX_SEED = 2_147_483_647

@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from bot.pricing import price_micro
+from bot.domain.pricing import price_micro
 from bot.wavespeed import MODEL_ID
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
