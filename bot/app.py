@@ -14,13 +14,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import ConfigError, Settings
-from bot.domain.budget import CLI_GUILD_ID
 from bot.services import Services, Tuning
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.video", "cogs.budget", "cogs.admin")
-COMMAND_DIGEST_KEY = "synced_command_digest"  # bot-wide settings live under guild 0
+COMMAND_DIGEST_KEY = "synced_command_digest"  # a bot-wide setting
 
 
 class FriendlyTree(app_commands.CommandTree["WanBot"]):
@@ -56,7 +55,8 @@ class WanBot(commands.Bot):
             help_command=None,
             tree_cls=FriendlyTree,
             chunk_guilds_at_startup=False,
-            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+            # Every message states its mentions: none, unless a message names the member it pings.
+            allowed_mentions=discord.AllowedMentions.none(),
         )
         self.settings = settings
         self.tuning = tuning
@@ -85,9 +85,9 @@ class WanBot(commands.Bot):
         payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         storage = self.services.storage
-        if await storage.get_guild_setting(CLI_GUILD_ID, COMMAND_DIGEST_KEY) != digest:
+        if await storage.get_bot_setting(COMMAND_DIGEST_KEY) != digest:
             await self.tree.sync()
-            await storage.set_guild_setting(CLI_GUILD_ID, COMMAND_DIGEST_KEY, digest)
+            await storage.set_bot_setting(COMMAND_DIGEST_KEY, digest)
             log.info("slash commands changed: synced globally")
 
     async def close(self) -> None:

@@ -10,15 +10,15 @@ from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.domain.budget import CLI_GUILD_ID, BudgetError, BudgetExceeded
-from bot.domain.media import InvalidMedia, MediaFile, check_audio, check_image
+from bot.domain.job import JobOwner, JobRecord
+from bot.domain.media import InvalidMedia, MediaFile, MediaLimits, check_audio, check_image
 from bot.domain.outcomes import JobFailure
 from bot.domain.pricing import format_usd, price_micro
 from bot.domain.request import GenerationRequest, InvalidRequest
 from bot.logs import setup_logging
-from bot.runner import Progress, Video
+from bot.runner import Posted, Progress, Video
 from bot.services import Services, Tuning
 from bot.wavespeed import PollPolicy
-from storage.base import JobOwner, JobRecord
 
 CLI_OWNER = JobOwner(guild_id=CLI_GUILD_ID, channel_id=0, member_id=0)
 UPLOAD_PLACEHOLDER = "https://upload.invalid/"  # a local file's URL until the runner uploads it
@@ -146,14 +146,16 @@ def generate_command(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require_api_key()  # before anything is opened
     try:
-        request, uploads = prepare(args)
+        request, uploads = prepare(args, settings.media_limits)
     except (InvalidRequest, InvalidMedia, OSError) as exc:
         print(f"wanbot: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(generate(args, settings, request, uploads))
 
 
-def prepare(args: argparse.Namespace) -> tuple[GenerationRequest, dict[str, MediaFile]]:
+def prepare(
+    args: argparse.Namespace, limits: MediaLimits
+) -> tuple[GenerationRequest, dict[str, MediaFile]]:
     """Check everything that can be checked locally: the options, the files, the output folder.
 
     Returns the request and the local files the runner uploads once the price is reserved (their
@@ -161,13 +163,15 @@ def prepare(args: argparse.Namespace) -> tuple[GenerationRequest, dict[str, Medi
     """
     uploads: dict[str, MediaFile] = {}
 
-    def source(field: str, value: str, check: Callable[[str, bytes], MediaFile]) -> str:
+    def source(
+        field: str, value: str, check: Callable[[str, bytes, MediaLimits], MediaFile]
+    ) -> str:
         if value.startswith(("http://", "https://")):
             return value
         path = Path(value)
         if not path.is_file():
             raise FileNotFoundError(f"no {field} file {value}")
-        uploads[field] = check(path.name, path.read_bytes())
+        uploads[field] = check(path.name, path.read_bytes(), limits)
         return UPLOAD_PLACEHOLDER + field
 
     if not args.output.parent.is_dir():
@@ -208,7 +212,8 @@ async def generate(
         )
         await finish_earlier_jobs(services, args.output.parent)
         terminal = TerminalDelivery(args.output)
-        job = await services.runner.start(CLI_OWNER, request, terminal, uploads)
+        job = await services.runner.reserve(CLI_OWNER, request)
+        services.runner.run(job, terminal, uploads)
         await services.runner.wait(job.id)
         return 0 if terminal.succeeded else 1
     except BudgetExceeded as exc:
@@ -244,21 +249,37 @@ class TerminalDelivery:
     async def progress(self, job: JobRecord, progress: Progress) -> None:
         print(f"\r{progress.stage:<22} {progress.elapsed_s:6.0f}s", end="", file=sys.stderr)
 
-    async def completed(self, job: JobRecord, video: Video) -> int | None:
+    async def post_video(self, job: JobRecord, video: Video) -> Posted:
         print(file=sys.stderr)
         if video.data is None:
-            print(f"Done, but the download failed; the video is at {video.url}")
+            print(f"The video is too large to save here; it is at {video.url}")
         else:
-            self.output.write_bytes(video.data)
+            # written whole or not at all, so a file that exists is a finished delivery
+            partial = self.output.with_name(self.output.name + ".part")
+            partial.write_bytes(video.data)
+            partial.replace(self.output)
             print(f"Saved {self.output} ({len(video.data):,} bytes) in {video.elapsed_s:.0f}s.")
+        return Posted(None, None)
+
+    async def find_post(self, job: JobRecord) -> Posted | None:
+        return Posted(None, None) if self.output.exists() else None
+
+    async def delivered(self, job: JobRecord, video: Video) -> None:
         print(f"Charged {format_usd(job.price_micro)}.")
         self.succeeded = True
-        return None
 
-    async def failed(self, job: JobRecord, failure: JobFailure, refunded: bool) -> None:
+    async def failed(self, job: JobRecord, failure: JobFailure) -> None:
         print(file=sys.stderr)
-        money = f"refunded {format_usd(job.price_micro)}" if refunded else "charged"
-        print(f"Failed: {failure.message} ({money})", file=sys.stderr)
+        print(
+            f"Failed: {failure.message} (refunded {format_usd(job.price_micro)})", file=sys.stderr
+        )
+
+    async def undecided(self, job: JobRecord, candidate_ids: list[str]) -> None:
+        print(
+            f"\nWaveSpeed did not answer the submission and {len(candidate_ids)} of its tasks "
+            f"could be it ({', '.join(candidate_ids)}); the price stays held meanwhile.",
+            file=sys.stderr,
+        )
 
 
 def _secrets(settings: Settings) -> list[str]:

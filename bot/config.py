@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain.budget import BudgetPeriod, BudgetPolicy
+from bot.domain.media import MediaLimits
 from bot.domain.pricing import parse_usd
 from storage import database_path
 
@@ -43,6 +51,12 @@ class Settings(BaseSettings):
     budget_period: BudgetPeriod = BudgetPeriod.MONTH
     max_jobs_per_member: int = Field(default=2, ge=1, le=50)
     job_timeout_s: float = Field(default=1800.0, ge=30, le=86_400)
+    submit_absent_after_s: float = Field(default=300.0, ge=10, le=86_400)
+    submit_hold_max_s: float = Field(default=21_600.0, ge=60, le=604_800)
+    image_min_side_px: int = Field(default=240, ge=1, le=10_000)
+    image_max_side_px: int = Field(default=2000, ge=64, le=10_000)
+    audio_min_s: float = Field(default=3.0, ge=0, le=600)
+    audio_max_s: float = Field(default=30.0, ge=1, le=600)
     dev_guild_id: int | None = None
     log_level: str = "INFO"
 
@@ -72,10 +86,27 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level
 
+    @model_validator(mode="after")
+    def _ranges_in_order(self) -> Settings:
+        if self.image_min_side_px > self.image_max_side_px:
+            raise ValueError("IMAGE_MIN_SIDE_PX must not exceed IMAGE_MAX_SIDE_PX")
+        if self.audio_min_s > self.audio_max_s:
+            raise ValueError("AUDIO_MIN_S must not exceed AUDIO_MAX_S")
+        if self.submit_absent_after_s >= self.submit_hold_max_s:
+            raise ValueError("SUBMIT_ABSENT_AFTER_S must be shorter than SUBMIT_HOLD_MAX_S")
+        return self
+
     @property
     def budget_policy(self) -> BudgetPolicy:
         """The default allowances, in micro-dollars, and the period."""
         return BudgetPolicy(self.member_budget_usd, self.server_budget_usd, self.budget_period)
+
+    @property
+    def media_limits(self) -> MediaLimits:
+        """The image side and audio duration ranges that uploads must fit."""
+        return MediaLimits(
+            self.image_min_side_px, self.image_max_side_px, self.audio_min_s, self.audio_max_s
+        )
 
     def require_api_key(self) -> str:
         """The WaveSpeed API key, or ConfigError if it is not set."""

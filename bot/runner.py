@@ -1,4 +1,10 @@
-"""JobRunner: reserve → upload → submit → poll → settle → deliver, and resume after a restart.
+"""JobRunner: drives each job through the lifecycle (bot.domain.lifecycle) to a final state.
+
+`reserve()` writes the job and holds its price; `run()` follows it in the background: upload,
+submit, reconcile an unanswered submit, poll, fetch the video, post it, and settle. Each step
+stores the state it reaches before the next one starts, so `resume()` after a restart carries
+every job on from where it stood, and the money follows the state: charged only when the post of
+the video is recorded, refunded on every other ending.
 
 The runner knows nothing of Discord: it reports through a `Delivery`, which the /video cog, the
 command-line `generate` and the tests each implement.
@@ -10,39 +16,21 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bot import wavespeed as ws
+from bot.domain.job import STAGE_OF_STATUS, JobOwner, JobRecord, Stage
+from bot.domain.lifecycle import FailureKind, JobState
 from bot.domain.media import MediaFile
-from bot.domain.outcomes import (
-    INTERRUPTED_MESSAGE,
-    UNCONFIRMED_MESSAGE,
-    FailureKind,
-    JobFailure,
-    failure_from_error,
-    failure_from_record,
-    keeps_charge,
-)
+from bot.domain.outcomes import JobFailure, failure
 from bot.domain.request import GenerationRequest
-from storage.base import JobOwner, JobRecord, JobStatus, Storage
+from bot.failures import failure_from_error
+from storage.base import Storage
 
 log = logging.getLogger(__name__)
 
 MAX_VIDEO_BYTES = 512 * 1024 * 1024
-
-
-class Stage(StrEnum):
-    """What a member sees while waiting."""
-
-    UPLOADING = "uploading to WaveSpeed"
-    QUEUED = "queued at WaveSpeed"
-    GENERATING = "generating"
-    DOWNLOADING = "downloading the video"
-
-
-STAGE_OF_STATUS = {"created": Stage.QUEUED, "processing": Stage.GENERATING}
 
 
 @dataclass(frozen=True)
@@ -55,7 +43,7 @@ class Progress:
 
 @dataclass(frozen=True)
 class Video:
-    """A finished video. `data` is None when it could not be downloaded (deliver the link)."""
+    """A generated video. `data` is None when it is too large to hold: deliver the link."""
 
     url: str
     data: bytes | None
@@ -64,19 +52,56 @@ class Video:
     elapsed_s: float
 
 
+@dataclass(frozen=True)
+class Posted:
+    """Where a video was posted: a Discord message, or None for both when saved to a file."""
+
+    channel_id: int | None
+    message_id: int | None
+
+
+class Undeliverable(Exception):
+    """No route (follow-up, channel message, direct message) could carry the video."""
+
+
 class Delivery(Protocol):
     """Where a job's progress and outcome go."""
 
     async def progress(self, job: JobRecord, progress: Progress) -> None: ...
 
-    async def completed(self, job: JobRecord, video: Video) -> int | None:
-        """Show the video; return the id of the message that carries it, if any."""
+    async def post_video(self, job: JobRecord, video: Video) -> Posted:
+        """Post the video to the member, idempotently; raise Undeliverable if nothing can."""
         ...
 
-    async def failed(self, job: JobRecord, failure: JobFailure, refunded: bool) -> None: ...
+    async def find_post(self, job: JobRecord) -> Posted | None:
+        """The post of this job's video that an attempt cut short by a restart made, if any."""
+        ...
+
+    async def delivered(self, job: JobRecord, video: Video) -> None:
+        """Cosmetic steps once the delivery is recorded (a closing status, a private copy)."""
+        ...
+
+    async def failed(self, job: JobRecord, failure: JobFailure) -> None:
+        """Tell the member (and, for some failures, the admins) why there is no video."""
+        ...
+
+    async def undecided(self, job: JobRecord, candidate_ids: list[str]) -> None:
+        """Tell the admins that an unanswered submit can't be matched to one WaveSpeed task."""
+        ...
 
 
 DeliveryFactory = Callable[[JobRecord], Delivery]
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """How an unanswered submit is settled from WaveSpeed's prediction history."""
+
+    absent_after_s: float = 300.0  # refund once the task has been missing this long
+    hold_max_s: float = 21_600.0  # and never hold the price longer than this
+    check_every_s: float = 30.0
+    # WaveSpeed stamps created_at with its own clock: look this far either side of the submit
+    skew_s: float = 60.0
 
 
 class JobRunner:
@@ -89,35 +114,39 @@ class JobRunner:
         *,
         poll: ws.PollPolicy,
         max_jobs_per_member: int,
+        reconciliation: Reconciliation | None = None,
+        download_attempts: int = 3,
+        download_pause_s: float = 2.0,
     ) -> None:
         self._storage = storage
         self._client = client
         self._poll = poll
         self._max_jobs = max_jobs_per_member
+        self._reconciliation = reconciliation or Reconciliation()
+        self._download_attempts = download_attempts
+        self._download_pause_s = download_pause_s
+        self._adopting = asyncio.Lock()  # two held jobs must never adopt the same task
+        self._told_undecided: set[int] = set()  # per process: telling twice is harmless
         self._tasks: dict[int, asyncio.Task[None]] = {}
 
-    async def start(
-        self,
-        owner: JobOwner,
-        request: GenerationRequest,
-        delivery: Delivery,
-        uploads: Mapping[str, MediaFile] | None = None,
-    ) -> JobRecord:
-        """Reserve the price, then upload, submit and follow the job in the background.
-
-        Raises BudgetExceeded or TooManyJobs before anything is written or sent. `uploads` maps
-        "image"/"audio" to files that replace those fields' URLs once uploaded to WaveSpeed.
-        """
-        job = await self._storage.reserve(
+    async def reserve(self, owner: JobOwner, request: GenerationRequest) -> JobRecord:
+        """Write the job and hold its price. Raises BudgetExceeded or TooManyJobs, writing
+        nothing."""
+        return await self._storage.reserve(
             owner, request.model_dump_json(), request.price_micro, self._max_jobs
         )
-        self._spawn(job.id, self._submit_and_follow(job, request, delivery, uploads or {}))
-        return job
+
+    def run(
+        self, job: JobRecord, delivery: Delivery, uploads: Mapping[str, MediaFile] | None = None
+    ) -> None:
+        """Follow a reserved job in the background. `uploads` maps "image"/"audio" to files
+        that replace those fields' URLs once uploaded to WaveSpeed."""
+        self._spawn(job.id, self._drive(job.id, delivery, fresh=True, uploads=uploads or {}))
 
     async def resume(
         self, delivery_for: DeliveryFactory, *, include: Callable[[JobRecord], bool]
     ) -> int:
-        """Pick up the unfinished jobs that `include` accepts and this runner is not already
+        """Carry on the unfinished jobs that `include` accepts and this runner is not already
         following; return how many. The bot and the CLI each resume only their own jobs.
 
         Calling it again while jobs run is harmless: a job is never followed twice.
@@ -128,7 +157,7 @@ class JobRunner:
             if include(job) and job.id not in self._tasks
         ]
         for job in jobs:
-            self._spawn(job.id, self._resume_one(job.id, delivery_for(job)))
+            self._spawn(job.id, self._drive(job.id, delivery_for(job), fresh=False, uploads={}))
         return len(jobs)
 
     async def wait_all(self) -> None:
@@ -137,7 +166,7 @@ class JobRunner:
             await asyncio.gather(*map(asyncio.shield, self._tasks.values()))
 
     async def wait(self, job_id: int) -> None:
-        """Wait until a job's background work has ended (delivered or failed)."""
+        """Wait until a job's background work has ended."""
         task = self._tasks.get(job_id)
         if task is not None:
             await asyncio.shield(task)
@@ -160,53 +189,65 @@ class JobRunner:
 
         task.add_done_callback(forget)
 
-    async def _resume_one(self, job_id: int, delivery: Delivery) -> None:
-        # Read the job again: the list `resume` worked from may predate the end of a task that
-        # was following it (which then delivered it, or left it for this resume to finish).
-        job = await self._storage.get_job(job_id)
-        if job is None:
-            return
-        match job.status:
-            case JobStatus.RESERVED:
-                await self._fail(
-                    job, delivery, JobFailure(FailureKind.INTERRUPTED, INTERRUPTED_MESSAGE)
-                )
-            case JobStatus.SUBMITTING:
-                failure = JobFailure(FailureKind.UNCONFIRMED, UNCONFIRMED_MESSAGE)
-                await self._fail(job, delivery, failure, keep_charge=True)
-            case JobStatus.SUBMITTED | JobStatus.COMPLETED:
-                await self._guard(job, delivery, self._follow(job, delivery))
-            case JobStatus.FAILED:
-                failure = failure_from_record(job.error_code, job.error_message or "")
-                await self._tell_failure(job, delivery, failure)
+    # --- the lifecycle, one state at a time ---------------------------------------------------
 
-    async def _submit_and_follow(
-        self,
-        job: JobRecord,
-        request: GenerationRequest,
-        delivery: Delivery,
-        uploads: Mapping[str, MediaFile],
+    async def _drive(
+        self, job_id: int, delivery: Delivery, *, fresh: bool, uploads: Mapping[str, MediaFile]
     ) -> None:
-        async def submit_then_follow() -> None:
-            await self._report(job, delivery, Stage.UPLOADING)
-            final = await self._upload(request, uploads)
-            await self._storage.mark_submitting(job.id, final.model_dump_json())
-            prediction = await self._client.submit(final.to_api_body())
-            await self._storage.mark_submitted(job.id, prediction.id)
-            await self._follow(await self._reload(job), delivery)
+        """Take the job one step at a time until it reaches a final state."""
+        video: Video | None = None
+        while True:
+            job = await self._get(job_id)
+            match job.state:
+                case JobState.DELIVERED | JobState.CLOSED:
+                    return
+                case JobState.RESERVED if fresh:
+                    await self._submit(job, delivery, uploads)
+                case JobState.RESERVED:  # the bot stopped before sending anything
+                    await self._fail(job, failure(FailureKind.INTERRUPTED))
+                case JobState.SUBMITTING:  # the bot stopped while the submit was in flight
+                    await self._hold(job)
+                case JobState.UNCERTAIN:
+                    await self._reconcile(job, delivery)
+                case JobState.SUBMITTED:
+                    await self._await_result(job, delivery)
+                case JobState.READY:
+                    video = await self._fetch_video(job, delivery)
+                    if video is not None:
+                        await self._storage.advance(job.id, JobState.POSTING)
+                case JobState.POSTING:
+                    await self._post(job, delivery, video)
+                case JobState.FAILED:
+                    await self._tell_failure(job, delivery)
 
-        await self._guard(job, delivery, submit_then_follow())
-
-    async def _guard(
-        self, job: JobRecord, delivery: Delivery, work: Coroutine[Any, Any, None]
+    async def _submit(
+        self, job: JobRecord, delivery: Delivery, uploads: Mapping[str, MediaFile]
     ) -> None:
-        """Run a job's work; turn a WaveSpeed error into a settled, reported failure."""
+        await self._report(job, delivery, Stage.UPLOADING)
+        request = GenerationRequest.model_validate_json(job.request_json)
         try:
-            await work
+            final = await self._upload(request, uploads)
         except ws.WaveSpeedError as error:
-            log.warning("job %s failed: %s", job.id, error)
-            failure = failure_from_error(error)
-            await self._fail(await self._reload(job), delivery, failure, keeps_charge(error))
+            await self._fail(job, failure_from_error(error))
+            return
+        await self._storage.advance(
+            job.id, JobState.SUBMITTING, request_json=final.model_dump_json()
+        )
+        try:
+            prediction = await self._client.submit(final.to_api_body())
+        except ws.SubmitUncertain as error:
+            log.warning("job %s: submit unanswered, holding while reconciling: %s", job.id, error)
+            await self._hold(job)
+            return
+        except ws.WaveSpeedError as error:
+            await self._fail(job, failure_from_error(error))
+            return
+        await self._storage.advance(
+            job.id,
+            JobState.SUBMITTED,
+            prediction_id=prediction.id,
+            wavespeed_status=prediction.status,
+        )
 
     async def _upload(
         self, request: GenerationRequest, uploads: Mapping[str, MediaFile]
@@ -217,10 +258,59 @@ class JobRunner:
         }
         return request.model_copy(update=urls) if urls else request
 
-    async def _follow(self, job: JobRecord, delivery: Delivery) -> None:
-        """Poll a submitted job to the end, charge it, download and deliver the video."""
-        assert job.prediction_id is not None
+    async def _hold(self, job: JobRecord) -> None:
+        hold_until = _now() + timedelta(seconds=self._reconciliation.hold_max_s)
+        await self._storage.advance(job.id, JobState.UNCERTAIN, hold_until=hold_until)
 
+    async def _reconcile(self, job: JobRecord, delivery: Delivery) -> None:
+        """One look at WaveSpeed's history for the task an unanswered submit may have made:
+        adopt it if exactly one unknown task of the model was created in the submit's window,
+        refund when none has shown up for `absent_after_s`, else wait and look again (telling
+        the admins once if several match) until the hold's deadline refunds it."""
+        assert job.submit_started_at is not None and job.hold_until is not None
+        await self._report(job, delivery, Stage.CHECKING)
+        rules = self._reconciliation
+        skew = timedelta(seconds=rules.skew_s)
+        ended = job.submit_ended_at or job.submit_started_at
+        candidates = await self._unknown_tasks(job.submit_started_at - skew, ended + skew)
+        now = _now()
+        if candidates is not None:
+            if len(candidates) == 1:
+                await self._adopt(job, candidates[0])
+                return
+            if not candidates and now >= ended + timedelta(seconds=rules.absent_after_s):
+                await self._fail(job, failure(FailureKind.NOT_SUBMITTED))
+                return
+            if len(candidates) > 1 and job.id not in self._told_undecided:
+                self._told_undecided.add(job.id)
+                await _quietly(job, delivery.undecided(job, [task.id for task in candidates]))
+        if now >= job.hold_until:
+            await self._fail(job, failure(FailureKind.HOLD_EXPIRED))
+            return
+        await asyncio.sleep(min(rules.check_every_s, (job.hold_until - now).total_seconds()))
+
+    async def _unknown_tasks(self, since: datetime, until: datetime) -> list[ws.Prediction] | None:
+        """Tasks of the model created in [since, until] that no job owns; None if unknown."""
+        try:
+            tasks = await self._client.find_tasks(since, until)
+        except ws.WaveSpeedError as error:
+            log.warning("prediction history unavailable, will look again: %s", error)
+            return None
+        known = await self._storage.known_predictions([task.id for task in tasks])
+        return [task for task in tasks if task.id not in known]
+
+    async def _adopt(self, job: JobRecord, task: ws.Prediction) -> None:
+        async with self._adopting:
+            if await self._storage.known_predictions([task.id]):
+                return  # another held job took it meanwhile: look again next round
+            log.info("job %s: adopting WaveSpeed task %s found in the history", job.id, task.id)
+            await self._storage.advance(
+                job.id, JobState.SUBMITTED, prediction_id=task.id, wavespeed_status=task.status
+            )
+
+    async def _await_result(self, job: JobRecord, delivery: Delivery) -> None:
+        """Poll the task to its end: ready with an output, or failed."""
+        assert job.prediction_id is not None
         last_status = job.wavespeed_status
 
         async def on_update(prediction: ws.Prediction) -> None:
@@ -232,76 +322,117 @@ class JobRunner:
             if stage is not None:
                 await self._report(job, delivery, stage)
 
-        if job.status is JobStatus.COMPLETED:
-            prediction = await self._completed_result(job)
-        else:
+        try:
             prediction = await self._client.wait_for_result(
                 job.prediction_id, self._poll, on_update=on_update
             )
-            await self._storage.charge(
-                job.id,
-                output_url=prediction.outputs[0] if prediction.outputs else None,
-                has_nsfw=prediction.nsfw,
-                inference_ms=prediction.inference_ms,
-            )
-        job = await self._reload(job)
-        await self._report(job, delivery, Stage.DOWNLOADING)
-        video = await self._download(job, prediction)
-        message_id = await delivery.completed(job, video)
-        await self._storage.mark_delivered(job.id, message_id)
-
-    async def _completed_result(self, job: JobRecord) -> ws.Prediction:
-        """The result of a job charged before a restart: fetched again (its link may have been
-        renewed), else rebuilt from the stored output URL. The member paid for this video."""
-        assert job.prediction_id is not None
-        try:
-            return await self._client.get_result(job.prediction_id)
         except ws.WaveSpeedError as error:
-            if job.output_url is None:
-                raise
-            log.warning("job %s: result fetch failed, using the stored link: %s", job.id, error)
-            return ws.Prediction(id=job.prediction_id, status="completed", outputs=[job.output_url])
-
-    async def _download(self, job: JobRecord, prediction: ws.Prediction) -> Video:
-        url = prediction.outputs[0] if prediction.outputs else job.output_url or ""
-        try:
-            data: bytes | None = await self._client.download(url, max_bytes=MAX_VIDEO_BYTES)
-        except ws.WaveSpeedError as error:
-            log.warning("job %s: video download failed, delivering the link: %s", job.id, error)
-            data = None
-        return Video(
-            url=url,
-            data=data,
-            nsfw=prediction.nsfw or job.has_nsfw,
-            inference_ms=prediction.inference_ms or job.inference_ms,
-            elapsed_s=_elapsed(job),
+            await self._fail(job, failure_from_error(error))
+            return
+        if not prediction.outputs:
+            await self._fail(job, failure(FailureKind.EMPTY_RESULT))
+            return
+        await self._storage.advance(
+            job.id,
+            JobState.READY,
+            output_url=prediction.outputs[0],
+            has_nsfw=prediction.nsfw,
+            inference_ms=prediction.inference_ms,
         )
 
-    async def _fail(
-        self, job: JobRecord, delivery: Delivery, failure: JobFailure, keep_charge: bool = False
-    ) -> None:
-        if keep_charge:
-            await self._storage.charge_unconfirmed(job.id, failure.message)
-        else:
-            await self._storage.refund(
-                job.id, error_code=failure.code, error_message=failure.message
-            )
-        await self._tell_failure(await self._reload(job), delivery, failure)
+    async def _fetch_video(self, job: JobRecord, delivery: Delivery) -> Video | None:
+        """Download the output; between attempts ask for the result again, since output links
+        expire and a fresh result carries a fresh one. None (and refunded) if it never came."""
+        assert job.prediction_id is not None and job.output_url is not None
+        await self._report(job, delivery, Stage.DOWNLOADING)
+        url = job.output_url
+        for attempt in range(self._download_attempts):
+            if attempt:
+                await asyncio.sleep(self._download_pause_s * attempt)
+                url = await self._renewed_link(job, url)
+            try:
+                data = await self._client.download(url, max_bytes=MAX_VIDEO_BYTES)
+            except ws.TooLarge:
+                data = None  # it is there, only too large to hold: the link is delivered
+            except ws.WaveSpeedError as error:
+                log.warning("job %s: download attempt %d failed: %s", job.id, attempt + 1, error)
+                continue
+            return Video(url, data, job.has_nsfw, job.inference_ms, _elapsed(job))
+        await self._fail(job, failure(FailureKind.OUTPUT_UNREACHABLE))
+        return None
 
-    async def _tell_failure(self, job: JobRecord, delivery: Delivery, failure: JobFailure) -> None:
-        await delivery.failed(job, failure, refunded=job.settlement == "refund")
-        await self._storage.mark_delivered(job.id, None)
+    async def _renewed_link(self, job: JobRecord, url: str) -> str:
+        assert job.prediction_id is not None
+        try:
+            prediction = await self._client.get_result(job.prediction_id)
+        except ws.WaveSpeedError as error:
+            log.warning("job %s: result re-fetch failed: %s", job.id, error)
+            return url
+        return prediction.outputs[0] if prediction.outputs else url
+
+    async def _post(self, job: JobRecord, delivery: Delivery, video: Video | None) -> None:
+        """Post the video, record the post (which charges it), then the cosmetic steps.
+
+        Without a video in hand the job was resumed after a restart, and the attempt it was
+        making may have landed: look for that post first; otherwise fetch the video again and
+        post it once more (counted as a new attempt)."""
+        if video is None:
+            posted = await delivery.find_post(job)
+            if posted is not None:
+                await self._record_post(job, posted)
+                return
+            video = await self._fetch_video(job, delivery)
+            if video is None:
+                return
+            job = await self._storage.advance(job.id, JobState.POSTING)
+        try:
+            posted = await delivery.post_video(job, video)
+        except Undeliverable as error:
+            log.error("job %s: the video could not be posted anywhere: %s", job.id, error)
+            await self._fail(job, failure(FailureKind.UNDELIVERABLE))
+            return
+        job = await self._record_post(job, posted)
+        await _quietly(job, delivery.delivered(job, video))
+
+    async def _record_post(self, job: JobRecord, posted: Posted) -> JobRecord:
+        return await self._storage.advance(
+            job.id,
+            JobState.DELIVERED,
+            result_channel_id=posted.channel_id,
+            result_message_id=posted.message_id,
+        )
+
+    async def _fail(self, job: JobRecord, failure: JobFailure) -> None:
+        """Refund the job and remember why; the member is told in the next step."""
+        await self._storage.advance(
+            job.id,
+            JobState.FAILED,
+            failure_kind=failure.kind.value,
+            error_code=failure.code,
+            error_message=failure.message,
+        )
+
+    async def _tell_failure(self, job: JobRecord, delivery: Delivery) -> None:
+        assert job.failure_kind is not None
+        told = JobFailure(job.failure_kind, job.error_message or "", job.error_code)
+        await _quietly(job, delivery.failed(job, told))
+        await self._storage.advance(job.id, JobState.CLOSED)
 
     async def _report(self, job: JobRecord, delivery: Delivery, stage: Stage) -> None:
-        try:
-            await delivery.progress(job, Progress(stage, _elapsed(job)))
-        except Exception:  # a failed progress edit must never stop the job
-            log.exception("job %s: progress report failed", job.id)
+        await _quietly(job, delivery.progress(job, Progress(stage, _elapsed(job))))
 
-    async def _reload(self, job: JobRecord) -> JobRecord:
-        fresh = await self._storage.get_job(job.id)
-        assert fresh is not None, f"job {job.id} vanished"
-        return fresh
+    async def _get(self, job_id: int) -> JobRecord:
+        job = await self._storage.get_job(job_id)
+        assert job is not None, f"job {job_id} vanished"
+        return job
+
+
+async def _quietly(job: JobRecord, work: Coroutine[Any, Any, None]) -> None:
+    """Run a report to the member; its failure is logged and never stops the job."""
+    try:
+        await work
+    except Exception:
+        log.exception("job %s: a report to the member failed", job.id)
 
 
 async def _logged(job_id: int, work: Coroutine[Any, Any, None]) -> None:
@@ -312,5 +443,9 @@ async def _logged(job_id: int, work: Coroutine[Any, Any, None]) -> None:
         log.exception("job %s stopped unexpectedly; it will be resumed at the next start", job_id)
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _elapsed(job: JobRecord) -> float:
-    return (datetime.now(UTC) - job.created_at).total_seconds()
+    return (_now() - job.created_at).total_seconds()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.config import Settings
-from bot.runner import JobRunner
+from bot.runner import JobRunner, Reconciliation
 from bot.wavespeed import PollPolicy, RetryPolicy, Timeouts, WaveSpeedClient
 from storage import open_storage
 from storage.base import Storage
@@ -16,6 +16,8 @@ class Tuning:
     """Timings of the WaveSpeed client; the defaults suit the real API, tests shorten them."""
 
     poll: PollPolicy | None = None  # None: PollPolicy() capped at JOB_TIMEOUT_S
+    reconcile_every_s: float = 30.0  # how often an unanswered submit is looked for
+    download_pause_s: float = 2.0  # between attempts to download a video
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
@@ -46,6 +48,12 @@ class Services:
             client,
             poll=tuning.poll or PollPolicy(timeout_s=settings.job_timeout_s),
             max_jobs_per_member=settings.max_jobs_per_member,
+            reconciliation=Reconciliation(
+                absent_after_s=settings.submit_absent_after_s,
+                hold_max_s=settings.submit_hold_max_s,
+                check_every_s=tuning.reconcile_every_s,
+            ),
+            download_pause_s=tuning.download_pause_s,
         )
         return cls(settings, storage, client, runner)
 

@@ -27,7 +27,7 @@ from bot.domain.budget import period_key
 from bot.domain.pricing import format_usd
 from cogs import texts
 from cogs.delivery import LOG_CHANNEL_KEY, NSFW_POLICY_KEY
-from storage.base import LedgerEntry
+from bot.domain.job import LedgerEntry
 
 if TYPE_CHECKING:
     from bot.app import WanBot

@@ -9,22 +9,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.domain.budget import SERVER_SCOPE_MEMBER_ID
+from bot.domain.job import JobRecord
+from bot.domain.lifecycle import JobState, Settlement
 from bot.domain.pricing import format_usd, parse_usd
 from bot.domain.request import GenerationRequest
 from cogs import texts
-from storage.base import JobRecord
 
 if TYPE_CHECKING:
     from bot.app import WanBot
 
-STATUS_ICONS = {
-    "reserved": "⏳",
-    "submitting": "⏳",
-    "submitted": "⏳",
-    "completed": "✅",
-    "delivered": "✅",
-    "failed": "❌",
-}
+STATE_ICONS = {JobState.DELIVERED: "✅", JobState.FAILED: "❌", JobState.CLOSED: "❌"}
 MAX_AMOUNT_MICRO = 1_000_000 * 1_000_000  # $1,000,000: anything above is a typo
 
 
@@ -55,9 +49,9 @@ def granted_text(granted: int) -> str:
 def job_line(job: JobRecord) -> str:
     """One line about a past job for /budget show."""
     request = GenerationRequest.model_validate_json(job.request_json)
-    icon = STATUS_ICONS.get(job.status, "•")
+    icon = STATE_ICONS.get(job.state, "⏳")
     prompt = request.prompt if len(request.prompt) <= 60 else request.prompt[:60] + "…"
-    outcome = "refunded" if job.settlement == "refund" else format_usd(job.price_micro)
+    outcome = "refunded" if job.settlement is Settlement.REFUND else format_usd(job.price_micro)
     return (
         f"{icon} #{job.id} {texts.relative_time(job.created_at)} · "
         f"{request.resolution} {request.duration} s · {outcome} · {prompt}"

@@ -1,28 +1,35 @@
 """DiscordDelivery: shows a job's progress and outcome in Discord.
 
-While the interaction token is fresh it edits the member's private status message and sends
-follow-ups; after that (tokens live 15 minutes, ../shared/discord-notes.md) or after a restart it
-falls back to channel messages sent with the bot token, mentioning the member.
+While the interaction token is fresh it edits the member's private status message and posts the
+video as a follow-up. Tokens live 15 minutes (Discord's interaction docs), and a restart loses
+them, so every post falls back: follow-up → channel message → direct message; a failure notice
+falls back further, to the server's log channel. Channel and direct messages carry a nonce that
+Discord enforces, so a post repeated after a restart is answered with the first one, and a
+restarted job first looks for its post in the channel before posting again.
+
+Every message states its allowed mentions: at most the member who asked is pinged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
+from bot.domain.job import JobRecord, Stage
 from bot.domain.outcomes import JobFailure
 from bot.domain.pricing import format_usd
 from bot.domain.request import GenerationRequest
-from bot.runner import Progress, Stage, Video
+from bot.domain.server_settings import LOG_CHANNEL, NSFW_POLICY, NsfwPolicy
+from bot.runner import Posted, Progress, Undeliverable, Video
 from cogs import texts
-from storage.base import JobRecord
+from storage.server_settings import load_setting
 
 if TYPE_CHECKING:
     from bot.app import WanBot
@@ -33,9 +40,24 @@ TOKEN_SAFE_S = 14 * 60.0  # interaction tokens die after 15 minutes; leave a min
 EDIT_INTERVAL_S = 5.0  # at most one progress edit per job this often (Discord rate limits)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 DM_UPLOAD_LIMIT = DEFAULT_UPLOAD_LIMIT
-NSFW_POLICY_KEY = "nsfw_policy"  # "spoiler" (default) or "withhold"
-LOG_CHANNEL_KEY = "log_channel_id"
 TOKEN_ERRORS = (50027, 10015, 10062)  # invalid webhook token, unknown webhook, unknown interaction
+HISTORY_LOOKBACK = 100  # messages read when looking for a post an earlier run may have made
+# What can go wrong sending to Discord: its errors, and the connection itself.
+SEND_ERRORS = (discord.HTTPException, aiohttp.ClientError, TimeoutError)
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def member_only(member_id: int) -> discord.AllowedMentions:
+    """Ping the member who asked, and nobody else."""
+    return discord.AllowedMentions(
+        everyone=False, roles=False, replied_user=False, users=[discord.Object(member_id)]
+    )
+
+
+def post_nonce(job_id: int) -> str:
+    """The nonce of a job's post: the same on every attempt, so Discord answers a repeat with
+    the message it already made (enforced for a few minutes; at most 25 characters)."""
+    return f"wanbot-{job_id}"
 
 
 @dataclass(frozen=True)
@@ -51,12 +73,7 @@ class Outgoing:
 
     def kwargs(self, member_id: int) -> dict[str, Any]:
         """Arguments for `send`, mentioning only the member (a new File each time)."""
-        extra: dict[str, Any] = {
-            "content": self.text,
-            "allowed_mentions": discord.AllowedMentions(
-                everyone=False, roles=False, users=[discord.Object(member_id)]
-            ),
-        }
+        extra: dict[str, Any] = {"content": self.text, "allowed_mentions": member_only(member_id)}
         if self.view is not None:
             extra["view"] = self.view
         if self.video is not None:
@@ -65,15 +82,20 @@ class Outgoing:
             )
         return extra
 
+    def within(self, limit: int) -> Outgoing:
+        """The same, with the link instead of a video over `limit` bytes."""
+        if self.video is None or len(self.video) <= limit:
+            return self
+        note = (
+            f"The video is {len(self.video) / 2**20:.1f} MB, over the {limit / 2**20:.0f} MB "
+            f"upload limit here. Download it from WaveSpeed soon (the link expires): {self.link}"
+        )
+        return replace(self, text=f"{self.text}\n{note}", video=None)
+
     def direct(self, channel_id: int) -> Outgoing:
-        """The same for a direct message: no server buttons, and a link for a video over the
-        10 MiB that a DM accepts."""
+        """The same for a direct message: no server buttons."""
         text = f"(I couldn't post in <#{channel_id}>, so here it is directly.)\n{self.text}"
-        video = self.video
-        if video is not None and len(video) > DM_UPLOAD_LIMIT:
-            video = None
-            text += f"\nThe video is too large for a direct message: {self.link}"
-        return replace(self, text=text, video=video, view=None)
+        return replace(self, text=text, view=None)
 
 
 class DiscordDelivery:
@@ -91,20 +113,14 @@ class DiscordDelivery:
         self._result_view = result_view
         self._last_edit = float("-inf")
         self._last_stage: Stage | None = None
-        self._opened = asyncio.Event()  # the first status is shown before any report
-        if interaction is None:
-            self._opened.set()
+        self._withheld = False
 
     async def open(self, job: JobRecord, text: str) -> None:
-        """Show the first status; reports that arrive meanwhile wait for it."""
-        try:
-            await self._edit_status(job, text)
-        finally:
-            self._opened.set()
+        """Show the first status (before the runner starts reporting)."""
+        await self._edit_status(job, text)
 
-    # --- bot.runner.Delivery --------------------------------------------------------------------
+    # --- bot.runner.Delivery ------------------------------------------------------------------
     async def progress(self, job: JobRecord, progress: Progress) -> None:
-        await self._opened.wait()
         now = time.monotonic()
         if progress.stage == self._last_stage and now - self._last_edit < EDIT_INTERVAL_S:
             return
@@ -116,139 +132,219 @@ class DiscordDelivery:
         )
         await self._edit_status(job, text)
 
-    async def completed(self, job: JobRecord, video: Video) -> int | None:
-        await self._opened.wait()
+    async def post_video(self, job: JobRecord, video: Video) -> Posted:
         request = GenerationRequest.model_validate_json(job.request_json)
         hidden = video.nsfw and not self._channel_is_nsfw(job)
-        policy = await self.bot.services.storage.get_guild_setting(job.guild_id, NSFW_POLICY_KEY)
-        withhold = hidden and policy == "withhold"
-        note, attach = self._video_note(job, video, withhold)
-        if hidden and not withhold:
-            note = "⚠️ WaveSpeed flagged this video as NSFW, so it is behind a spoiler.\n" + note
+        policy = await load_setting(self.bot.services.storage, job.guild_id, NSFW_POLICY)
+        self._withheld = hidden and policy is NsfwPolicy.WITHHOLD
+        note = "⚠️ WaveSpeed flagged this video as NSFW, so it is behind a spoiler." * hidden
+        if video.data is None:
+            note += f"\nThe video is too large to attach; get it from WaveSpeed soon: {video.url}"
         outgoing = Outgoing(
             texts.result_text(job.member_id, request, job.price_micro, video.elapsed_s, note),
-            video=video.data if attach else None,
+            video=video.data,
             filename=f"wanbot-{job.id}.mp4",
             spoiler=hidden,
             view=self._result_view(job.id),
-            link=None if withhold else video.url,
+            link=video.url,
         )
-        message = await self._post(job, outgoing)
-        if withhold and video.data is not None:
-            await self._send_privately(video.data, job.id)
-        await self._edit_status(job, f"✅ Done — {format_usd(job.price_micro)} charged.")
-        return message.id
+        if self._withheld:  # only the member may see it: privately, or in a direct message
+            private = replace(outgoing, view=None)
+            message = await self._first_that_works(
+                job, [self._private_followup(job, private), self._direct(job, private)]
+            )
+        else:
+            message = await self._first_that_works(
+                job,
+                [
+                    self._followup(job, outgoing),
+                    self._channel(job, outgoing),
+                    self._direct(job, outgoing),
+                ],
+            )
+        return Posted(message.channel.id, message.id)
 
-    async def failed(self, job: JobRecord, failure: JobFailure, refunded: bool) -> None:
-        await self._opened.wait()
-        text = texts.failure_text(job.member_id, failure, job.price_micro, refunded)
-        if not await self._edit_status(job, text):
-            await self._post(job, Outgoing(text))
-        if failure.tells_admins:
-            await self._tell_admins(job, failure)
+    async def find_post(self, job: JobRecord) -> Posted | None:
+        for channel in (
+            self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id),
+            await self._dm_channel(job),
+        ):
+            if channel is None:
+                continue
+            message = await self._find_in(channel, job)
+            if message is not None:
+                log.info("job %s: found the post an earlier run made (%s)", job.id, message.id)
+                return Posted(message.channel.id, message.id)
+        return None
+
+    async def delivered(self, job: JobRecord, video: Video) -> None:
+        if self._withheld:
+            notice = texts.withheld_notice(job.member_id)
+            try:
+                channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+                await channel.send(notice, allowed_mentions=member_only(job.member_id))
+            except SEND_ERRORS as error:
+                log.info("job %s: withheld notice not posted: %s", job.id, error)
+        await self._edit_status(job, f"✅ Done — {format_usd(job.price_micro)} charged.")
+
+    async def failed(self, job: JobRecord, failure: JobFailure) -> None:
+        text = texts.failure_text(job.member_id, failure, job.price_micro)
+        told = await self._edit_status(job, text)
+        if not told:
+            try:
+                await self._first_that_works(
+                    job, [self._channel(job, Outgoing(text)), self._direct(job, Outgoing(text))]
+                )
+                told = True
+            except Undeliverable:
+                log.warning("job %s: the member could not be told of the failure", job.id)
+        if failure.tells_admins or not told:
+            await self._tell_admins(job, texts.admin_notice(failure, job))
+
+    async def undecided(self, job: JobRecord, candidate_ids: list[str]) -> None:
+        await self._tell_admins(job, texts.undecided_notice(job, candidate_ids))
+
+    # --- routes: each sends one message, or raises ---------------------------------------------
+    def _followup(self, job: JobRecord, outgoing: Outgoing) -> Route:
+        async def send() -> discord.Message:
+            interaction = self._fresh_interaction()
+            message = outgoing.within(interaction.filesize_limit).kwargs(job.member_id)
+            return await self._with_token(interaction.followup.send(wait=True, **message))
+
+        return Route("follow-up", send)
+
+    def _private_followup(self, job: JobRecord, outgoing: Outgoing) -> Route:
+        async def send() -> discord.Message:
+            interaction = self._fresh_interaction()
+            message = outgoing.within(interaction.filesize_limit).kwargs(job.member_id)
+            return await self._with_token(
+                interaction.followup.send(wait=True, ephemeral=True, **message)
+            )
+
+        return Route("private follow-up", send)
+
+    def _channel(self, job: JobRecord, outgoing: Outgoing) -> Route:
+        async def send() -> discord.Message:
+            guild = self.bot.get_guild(job.guild_id)
+            limit = guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT
+            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            message = outgoing.within(limit).kwargs(job.member_id)
+            return await channel.send(nonce=post_nonce(job.id), **message)
+
+        return Route("channel message", send)
+
+    def _direct(self, job: JobRecord, outgoing: Outgoing) -> Route:
+        async def send() -> discord.Message:
+            direct = await self.bot.create_dm(discord.Object(id=job.member_id))
+            message = outgoing.direct(job.channel_id).within(DM_UPLOAD_LIMIT).kwargs(job.member_id)
+            return await direct.send(nonce=post_nonce(job.id), **message)
+
+        return Route("direct message", send)
+
+    async def _first_that_works(self, job: JobRecord, routes: list[Route]) -> discord.Message:
+        """Send through the first route that works; Undeliverable if none does."""
+        errors = []
+        for route in routes:
+            try:
+                return await route.send()
+            except _NoToken:
+                continue
+            except SEND_ERRORS as error:
+                log.warning("job %s: %s failed: %s", job.id, route.name, error)
+                errors.append(f"{route.name}: {error}")
+        raise Undeliverable("; ".join(errors) or "no route")
 
     # --- helpers -------------------------------------------------------------------------------
-    def _token_fresh(self) -> bool:
+    def _fresh_interaction(self) -> discord.Interaction:
+        """The interaction while its token can be used, else _NoToken."""
         if self.interaction is None:
-            return False
+            raise _NoToken
         age = (discord.utils.utcnow() - self.interaction.created_at).total_seconds()
-        return age < TOKEN_SAFE_S
+        if age >= TOKEN_SAFE_S:
+            raise _NoToken
+        return self.interaction
 
-    def _drop_token(self, error: discord.HTTPException) -> bool:
-        """Forget an interaction whose token Discord no longer accepts; True if that was it."""
-        if error.code in TOKEN_ERRORS or error.status == 401:
-            log.info("interaction token no longer valid; using channel messages")
-            self.interaction = None
-            return True
-        return False
+    async def _with_token(self, request: Awaitable[discord.Message]) -> discord.Message:
+        """Await a request made with the interaction token, forgetting a token Discord no
+        longer accepts (so later steps go straight to the bot's own routes)."""
+        try:
+            return await request
+        except discord.HTTPException as error:
+            if error.code in TOKEN_ERRORS or error.status == 401:
+                log.info("interaction token no longer valid; using channel messages")
+                self.interaction = None
+            raise
 
     def _channel_is_nsfw(self, job: JobRecord) -> bool:
         channel = self.bot.get_channel(job.channel_id)
         is_nsfw = getattr(channel, "is_nsfw", None)
         return bool(is_nsfw and is_nsfw())
 
-    def _upload_limit(self, job: JobRecord) -> int:
-        if self._token_fresh():
-            assert self.interaction is not None
-            return self.interaction.filesize_limit
-        guild = self.bot.get_guild(job.guild_id)
-        return guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT
-
-    def _video_note(self, job: JobRecord, video: Video, withhold: bool) -> tuple[str, bool]:
-        """A note for the result message, and whether to attach the file."""
-        if withhold:
-            return (
-                "🔞 WaveSpeed flagged this video as NSFW and this channel is not age-restricted, "
-                "so it is not posted here.",
-                False,
-            )
-        if video.data is None:
-            return f"The download failed; here is WaveSpeed's link (it expires): {video.url}", False
-        limit = self._upload_limit(job)
-        if len(video.data) > limit:
-            return (
-                f"The video is {len(video.data) / 2**20:.1f} MB, over this channel's "
-                f"{limit / 2**20:.0f} MB upload limit. Download it from WaveSpeed soon "
-                f"(the link expires): {video.url}",
-                False,
-            )
-        return "", True
-
     async def _edit_status(self, job: JobRecord, text: str) -> bool:
         """Edit the private status message while the token lives; False when that can't be done."""
-        if not self._token_fresh():
-            return False
-        assert self.interaction is not None
         try:
-            await self.interaction.edit_original_response(content=text)
+            interaction = self._fresh_interaction()
+            await self._with_token(
+                interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
+            )
             return True
-        except discord.HTTPException as error:
-            if not self._drop_token(error):
-                log.warning("job %s: status edit failed: %s", job.id, error)
+        except _NoToken:
+            return False
+        except SEND_ERRORS as error:
+            log.warning("job %s: status edit failed: %s", job.id, error)
             return False
 
-    async def _post(self, job: JobRecord, outgoing: Outgoing) -> discord.Message:
-        """Send a new message mentioning the member: a follow-up while the token lives, else a
-        channel message, else (the bot may not post there) a direct message."""
-        if self._token_fresh():
-            assert self.interaction is not None
-            try:
-                return await self.interaction.followup.send(
-                    wait=True, **outgoing.kwargs(job.member_id)
-                )
-            except discord.HTTPException as error:
-                if not self._drop_token(error):
-                    raise
-        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+    async def _dm_channel(self, job: JobRecord) -> discord.DMChannel | None:
         try:
-            return await channel.send(**outgoing.kwargs(job.member_id))
-        except (discord.Forbidden, discord.NotFound) as error:
-            log.warning(
-                "job %s: can't post in its channel (%s); messaging the member", job.id, error
-            )
-        direct = await self.bot.create_dm(discord.Object(id=job.member_id))
-        return await direct.send(**outgoing.direct(job.channel_id).kwargs(job.member_id))
+            return await self.bot.create_dm(discord.Object(id=job.member_id))
+        except SEND_ERRORS:
+            return None
 
-    async def _send_privately(self, data: bytes, job_id: int) -> None:
-        if not self._token_fresh():
-            return
-        assert self.interaction is not None
-        file = discord.File(io.BytesIO(data), f"wanbot-{job_id}.mp4", spoiler=True)
+    async def _find_in(
+        self, channel: discord.abc.Messageable, job: JobRecord
+    ) -> discord.Message | None:
+        """This job's post among the channel's messages since the job began, if readable."""
+        since = discord.Object(id=discord.utils.time_snowflake(job.created_at))
         try:
-            await self.interaction.followup.send(
-                "Here is your flagged video, visible only to you.", file=file, ephemeral=True
-            )
-        except discord.HTTPException as error:
-            log.info("job %s: private copy not sent: %s", job_id, error)
+            async for message in channel.history(limit=HISTORY_LOOKBACK, after=since):
+                if self._is_post_of(message, job):
+                    return message
+        except SEND_ERRORS as error:
+            log.info("job %s: could not read %s: %s", job.id, channel, error)
+        return None
 
-    async def _tell_admins(self, job: JobRecord, failure: JobFailure) -> None:
+    def _is_post_of(self, message: discord.Message, job: JobRecord) -> bool:
+        """A message of this bot that carries this job's buttons or video file."""
+        if self.bot.user is None or message.author.id != self.bot.user.id:
+            return False
+        marker = f":{job.id}"
+        for row in message.components:
+            for child in getattr(row, "children", ()):
+                custom_id = getattr(child, "custom_id", None) or ""
+                if custom_id.startswith("wanbot:") and custom_id.endswith(marker):
+                    return True
+        return any(a.filename == f"wanbot-{job.id}.mp4" for a in message.attachments)
+
+    async def _tell_admins(self, job: JobRecord, text: str) -> None:
         storage = self.bot.services.storage
-        channel_id = await storage.get_guild_setting(job.guild_id, LOG_CHANNEL_KEY)
+        channel_id = await load_setting(storage, job.guild_id, LOG_CHANNEL)
         if channel_id is None:
-            log.error("guild %s: %s (no log channel configured)", job.guild_id, failure.message)
+            log.error("guild %s: %s (no log channel configured)", job.guild_id, text)
             return
-        channel = self.bot.get_partial_messageable(int(channel_id), guild_id=job.guild_id)
+        channel = self.bot.get_partial_messageable(channel_id, guild_id=job.guild_id)
         try:
-            await channel.send(texts.admin_notice(failure, job.id))
-        except discord.HTTPException as error:
+            await channel.send(text, allowed_mentions=NO_MENTIONS)
+        except SEND_ERRORS as error:
             log.error("guild %s: could not reach the log channel: %s", job.guild_id, error)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way to send a message."""
+
+    name: str
+    send: Callable[[], Awaitable[discord.Message]]
+
+
+class _NoToken(Exception):
+    """The interaction token is gone or too old: skip the routes that need it."""

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from bot.domain.access import Denial, VideoAccess
 from bot.domain.budget import Balance, BudgetExceeded, TooManyJobs
-from bot.domain.outcomes import FailureKind, JobFailure
+from bot.domain.job import JobRecord, Stage
+from bot.domain.lifecycle import FailureKind
+from bot.domain.outcomes import JobFailure
 from bot.domain.pricing import format_usd
 from bot.domain.request import RANDOM_SEED, GenerationRequest
-from bot.runner import Stage
 
 PROMPT_PREVIEW_CHARS = 300
+# Characters Discord reads as markdown (emphasis, code, spoiler, quote, heading, list, masked
+# link, escape) or as the start of a mention, channel, role, emoji or timestamp.
+_MARKDOWN = re.compile(r"[\\*_~`|>#\-@<:\[\]]")
 
 
 def quote_prompt(prompt: str) -> str:
-    """The prompt as a Discord block quote, shortened if long."""
+    """The prompt as a Discord block quote, shortened if long, that cannot ping or format.
+
+    Markdown characters are backslash-escaped, so they show as typed; `@` and `<` are escaped too,
+    which keeps `@everyone` and `<@id>` mentions as plain text. Every line keeps the `> ` prefix.
+    """
     text = prompt if len(prompt) <= PROMPT_PREVIEW_CHARS else prompt[:PROMPT_PREVIEW_CHARS] + "…"
-    return "\n".join(f"> {line}" for line in text.splitlines() or [""])
+    lines = text.splitlines() or [""]
+    return "\n".join("> " + _MARKDOWN.sub(r"\\\g<0>", line) for line in lines)
 
 
 def describe_request(request: GenerationRequest) -> str:
@@ -63,12 +73,19 @@ def result_text(
     return f"{line}\n{quote_prompt(request.prompt)}\n{details}" + (f"\n{note}" if note else "")
 
 
-def failure_text(member_id: int, failure: JobFailure, price: int, refunded: bool) -> str:
-    """The message for a job that ended without a video."""
-    money = (
-        f"💸 {format_usd(price)} refunded." if refunded else f"{format_usd(price)} stays charged."
+def failure_text(member_id: int, failure: JobFailure, price: int) -> str:
+    """The message for a job that ended without a video (always refunded)."""
+    return (
+        f"❌ <@{member_id}> no video this time. {failure.message}\n💸 {format_usd(price)} refunded."
     )
-    return f"❌ <@{member_id}> no video this time. {failure.message}\n{money}"
+
+
+def withheld_notice(member_id: int) -> str:
+    """The public note where a video flagged NSFW was not posted."""
+    return (
+        f"🔞 <@{member_id}> WaveSpeed flagged your video as NSFW and this channel is not "
+        "age-restricted, so it is not posted here; you got it privately."
+    )
 
 
 def refusal_text(error: BudgetExceeded | TooManyJobs) -> str:
@@ -89,13 +106,37 @@ def refusal_text(error: BudgetExceeded | TooManyJobs) -> str:
 ADMIN_ADVICE = {
     FailureKind.OUT_OF_CREDIT: "The WaveSpeed account is out of credit: top it up at wavespeed.ai.",
     FailureKind.BAD_API_KEY: "WaveSpeed refused the API key: check WAVESPEED_API_KEY and restart.",
+    FailureKind.HOLD_EXPIRED: (
+        "WaveSpeed never answered a submission, and its task list could not settle whether the "
+        "task exists before the hold ran out."
+    ),
+    FailureKind.EMPTY_RESULT: "WaveSpeed reported the task completed but listed no video.",
+    FailureKind.OUTPUT_UNREACHABLE: "WaveSpeed's video link could not be downloaded.",
+    FailureKind.UNDELIVERABLE: "I could not post the video to the member anywhere.",
 }
 
 
-def admin_notice(failure: JobFailure, job_id: int) -> str:
-    """A message for the server's log channel about a failure only an admin can fix."""
+def admin_notice(failure: JobFailure, job: JobRecord) -> str:
+    """A message for the server's log channel about a failure an admin should know of."""
     advice = ADMIN_ADVICE.get(failure.kind, failure.message)
-    return f"⚠️ **wanbot needs an admin.** {advice} (A member's video, job {job_id}, was refunded.)"
+    lines = [f"⚠️ **wanbot needs an admin.** {advice}"]
+    if job.prediction_id:
+        lines.append(f"WaveSpeed prediction id (to raise with WaveSpeed): `{job.prediction_id}`")
+    if failure.kind is FailureKind.UNDELIVERABLE and job.output_url:
+        lines.append(f"The video, for <@{job.member_id}> (link expires): {job.output_url}")
+    lines.append(f"Job {job.id}; {format_usd(job.price_micro)} was refunded to the member.")
+    return "\n".join(lines)
+
+
+def undecided_notice(job: JobRecord, candidate_ids: list[str]) -> str:
+    """A message for the log channel: an unanswered submit matches several WaveSpeed tasks."""
+    ids = ", ".join(f"`{task_id}`" for task_id in candidate_ids)
+    return (
+        f"⚠️ **wanbot needs an admin.** WaveSpeed never answered the submission of job {job.id} "
+        f"({format_usd(job.price_micro)} held), and {len(candidate_ids)} tasks created at that "
+        f"moment could be it: {ids}. The price stays held and is refunded if this is still "
+        f"unclear at {relative_time(job.hold_until)}."
+    )
 
 
 def join_words(words: Iterable[str], conjunction: str) -> str:

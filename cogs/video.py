@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bot.domain.access import check_access, load_access
 from bot.domain.budget import CLI_GUILD_ID, BudgetError
+from bot.domain.job import JobOwner, JobRecord, Stage
 from bot.domain.media import (
     MAX_AUDIO_BYTES,
     MAX_IMAGE_BYTES,
@@ -30,10 +31,8 @@ from bot.domain.request import (
     GenerationRequest,
     InvalidRequest,
 )
-from bot.runner import Stage
 from cogs import texts
-from cogs.delivery import DiscordDelivery
-from storage.base import JobOwner, JobRecord
+from cogs.delivery import NO_MENTIONS, DiscordDelivery
 
 if TYPE_CHECKING:
     from bot.app import WanBot
@@ -197,9 +196,16 @@ class VideoCog(commands.Cog, name="Video"):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            uploads = {"image": check_image(image.filename, await image.read())}
+            limits = self.bot.settings.media_limits
+            image_data = await image.read()
+            # decoding is CPU work: keep it off the event loop
+            checked = await asyncio.to_thread(check_image, image.filename, image_data, limits)
+            uploads = {"image": checked}
             if audio is not None:
-                uploads["audio"] = check_audio(audio.filename, await audio.read())
+                audio_data = await audio.read()
+                uploads["audio"] = await asyncio.to_thread(
+                    check_audio, audio.filename, audio_data, limits
+                )
         except InvalidMedia as error:
             await interaction.edit_original_response(content=f"⚠️ {error}")
             return
@@ -246,14 +252,18 @@ class VideoCog(commands.Cog, name="Video"):
         assert interaction.guild_id is not None and interaction.channel_id is not None
         owner = JobOwner(interaction.guild_id, interaction.channel_id, interaction.user.id)
         delivery = self.delivery(interaction)
+        runner = self.bot.services.runner
         try:
-            job = await self.bot.services.runner.start(owner, request, delivery, uploads)
+            job = await runner.reserve(owner, request)
         except BudgetError as error:
-            await interaction.edit_original_response(content=f"⚠️ {texts.refusal_text(error)}")
+            await interaction.edit_original_response(
+                content=f"⚠️ {texts.refusal_text(error)}", allowed_mentions=NO_MENTIONS
+            )
             return
         balance = await self.bot.services.storage.member_balance(owner.guild_id, owner.member_id)
         status = texts.status_text(request, job.price_micro, balance, Stage.UPLOADING, 0.0)
         await delivery.open(job, status)
+        runner.run(job, delivery, uploads)
 
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
         """Re-roll, Same seed or Delete on a result message."""

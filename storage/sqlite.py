@@ -29,14 +29,57 @@ from bot.domain.budget import (
     period_key,
     period_resets_at,
 )
-from storage.base import IN_FLIGHT, JobOwner, JobRecord, JobStatus, LedgerEntry, MemberUsage
+from bot.domain.job import JobOwner, JobRecord, LedgerEntry, MemberUsage
+from bot.domain.lifecycle import (
+    IN_PROGRESS,
+    FailureKind,
+    IllegalTransition,
+    JobState,
+    Settlement,
+    can_move,
+    settlement_on_entering,
+)
 from storage.migrate import migrate
 
 BUSY_TIMEOUT_MS = 10_000
 
 _JOB_SELECT = f"SELECT {', '.join(field.name for field in fields(JobRecord))} FROM job_records"
 _LEDGER_COLUMNS = ", ".join(field.name for field in fields(LedgerEntry))
-_JOB_DATETIMES = ("created_at", "submitted_at", "finished_at", "delivered_at")
+_JOB_DATETIMES = (
+    "created_at",
+    "submit_started_at",
+    "submit_ended_at",
+    "hold_until",
+    "submitted_at",
+    "finished_at",
+    "delivered_at",
+)
+# What a move may set besides the state; the stamps are the store's own (its clock).
+_MOVABLE_COLUMNS = frozenset(
+    {
+        "request_json",
+        "failure_kind",
+        "prediction_id",
+        "wavespeed_status",
+        "output_url",
+        "has_nsfw",
+        "inference_ms",
+        "error_code",
+        "error_message",
+        "result_channel_id",
+        "result_message_id",
+        "hold_until",
+    }
+)
+# The moment each state is reached is stamped into this column.
+_STAMP_ON_ENTERING = {
+    JobState.SUBMITTING: "submit_started_at",
+    JobState.UNCERTAIN: "submit_ended_at",
+    JobState.SUBMITTED: "submitted_at",
+    JobState.DELIVERED: "delivered_at",
+    JobState.FAILED: "finished_at",
+    JobState.CLOSED: "delivered_at",
+}
 
 # One budget in one period. :whole_server selects every member's reserve/charge/refund rows;
 # grants and the allowance always come from :scope (the member, or 0 for the server).
@@ -76,7 +119,11 @@ def _utc_text(moment: datetime) -> str:
 
 def _job_record(row: aiosqlite.Row) -> JobRecord:
     values = dict(zip(row.keys(), row, strict=True))
-    values["status"] = JobStatus(values["status"])
+    values["state"] = JobState(values["state"])
+    if values["failure_kind"] is not None:
+        values["failure_kind"] = FailureKind(values["failure_kind"])
+    if values["settlement"] is not None:
+        values["settlement"] = Settlement(values["settlement"])
     values["has_nsfw"] = bool(values["has_nsfw"])
     for name in _JOB_DATETIMES:
         if values[name] is not None:
@@ -251,44 +298,26 @@ class SqliteStorage:
             resets_at=period_resets_at(now, self._policy.period),
         )
 
-    async def _update_job(
-        self, job_id: int, allowed_from: Collection[JobStatus], **columns: object
-    ) -> None:
-        """Change a job that is in one of the `allowed_from` statuses (else ValueError)."""
-        async with self._transaction() as db:
-            job = await self._fetch_job(db, job_id)
-            if job.status not in allowed_from:
-                raise ValueError(f"job {job_id} is {job.status}, not {'/'.join(allowed_from)}")
-            await self._set_columns(db, job_id, columns)
-
     async def _settle(
-        self,
-        job_id: int,
-        kind: Literal["charge", "refund"],
-        status: JobStatus,
-        note: str | None,
-        **columns: object,
-    ) -> bool:
-        """Write the job's one charge or refund row (in the reserve's period) and its outcome."""
-        now = self._clock()
-        async with self._transaction() as db:
-            job = await self._fetch_job(db, job_id)
-            if job.settlement is not None:
-                return False
-            await self._append(
-                db,
-                guild_id=job.guild_id,
-                member_id=job.member_id,
-                kind=kind,
-                amount_micro=job.price_micro,
-                period=job.period_key,
-                now=now,
-                job_id=job_id,
-                note=note,
-            )
-            columns |= {"status": status, "finished_at": _utc_text(now)}
-            await self._set_columns(db, job_id, columns)
-        return True
+        self, db: aiosqlite.Connection, job: JobRecord, settlement: Settlement, now: datetime
+    ) -> None:
+        """Write the job's one charge or refund row, in the period of its reservation.
+
+        A job charged by an older wanbot before delivery already has its charge: it is kept."""
+        if job.settlement is not None:
+            if job.settlement is not settlement:
+                raise ValueError(f"job {job.id} was settled as {job.settlement}, not {settlement}")
+            return
+        await self._append(
+            db,
+            guild_id=job.guild_id,
+            member_id=job.member_id,
+            kind=settlement.value,
+            amount_micro=job.price_micro,
+            period=job.period_key,
+            now=now,
+            job_id=job.id,
+        )
 
     async def _admin_row(
         self,
@@ -325,12 +354,13 @@ class SqliteStorage:
         _require_micro(price_micro, "price", minimum=0)
         now = self._clock()
         period = period_key(now, self._policy.period)
-        in_flight_marks = ", ".join("?" for _ in IN_FLIGHT)
+        in_progress = sorted(IN_PROGRESS)
+        in_flight_marks = ", ".join("?" for _ in in_progress)
         async with self._transaction() as db:
             async with db.execute(
                 f"SELECT COUNT(*) FROM jobs "
-                f"WHERE guild_id = ? AND member_id = ? AND status IN ({in_flight_marks})",
-                (owner.guild_id, owner.member_id, *IN_FLIGHT),
+                f"WHERE guild_id = ? AND member_id = ? AND state IN ({in_flight_marks})",
+                (owner.guild_id, owner.member_id, *in_progress),
             ) as cursor:
                 row = await cursor.fetchone()
             assert row is not None  # COUNT(*) always yields one row
@@ -345,7 +375,7 @@ class SqliteStorage:
             cursor = await db.execute(
                 """
                 INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro,
-                                  period_key, status, created_at)
+                                  period_key, state, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
@@ -355,7 +385,7 @@ class SqliteStorage:
                     request_json,
                     price_micro,
                     period,
-                    JobStatus.RESERVED,
+                    JobState.RESERVED.value,
                     _utc_text(now),
                 ),
             )
@@ -373,70 +403,46 @@ class SqliteStorage:
             )
             return await self._fetch_job(db, job_id)
 
-    async def mark_submitting(self, job_id: int, request_json: str) -> None:
-        """Store the final request (after media upload); the submit POST is about to go out."""
-        await self._update_job(
-            job_id,
-            (JobStatus.RESERVED, JobStatus.SUBMITTING),
-            request_json=request_json,
-            status=JobStatus.SUBMITTING,
-        )
-
-    async def mark_submitted(self, job_id: int, prediction_id: str) -> None:
-        """Record WaveSpeed's prediction id: from now on the job can be polled."""
-        await self._update_job(
-            job_id,
-            (JobStatus.RESERVED, JobStatus.SUBMITTING),
-            prediction_id=prediction_id,
-            submitted_at=_utc_text(self._clock()),
-            status=JobStatus.SUBMITTED,
-        )
+    async def advance(self, job_id: int, to: JobState, **changes: object) -> JobRecord:
+        """Move a job to `to` with `changes`, writing the ledger row the move settles, in one
+        transaction. Raises IllegalTransition (changing nothing) for a move the lifecycle
+        forbids."""
+        unknown = set(changes) - _MOVABLE_COLUMNS
+        if unknown:
+            raise ValueError(f"not a column a move may set: {', '.join(sorted(unknown))}")
+        now = self._clock()
+        columns: dict[str, object] = {"state": to.value}
+        for name, value in changes.items():
+            columns[name] = _utc_text(value) if isinstance(value, datetime) else value
+        if stamp := _STAMP_ON_ENTERING.get(to):
+            columns[stamp] = _utc_text(now)
+        async with self._transaction() as db:
+            job = await self._fetch_job(db, job_id)
+            if not can_move(job.state, to):
+                raise IllegalTransition(job_id, job.state, to)
+            if to is JobState.POSTING:
+                columns["post_attempts"] = job.post_attempts + 1
+            settlement = settlement_on_entering(to)
+            if settlement is not None:
+                await self._settle(db, job, settlement, now)
+            await self._set_columns(db, job_id, columns)
+            return await self._fetch_job(db, job_id)
 
     async def set_wavespeed_status(self, job_id: int, wavespeed_status: str) -> None:
-        """Remember the last status WaveSpeed reported."""
-        await self._update_job(job_id, tuple(JobStatus), wavespeed_status=wavespeed_status)
+        """Remember the last status WaveSpeed reported (no state change)."""
+        async with self._transaction() as db:
+            await self._set_columns(db, job_id, {"wavespeed_status": wavespeed_status})
 
-    async def charge(
-        self, job_id: int, *, output_url: str | None, has_nsfw: bool, inference_ms: int | None
-    ) -> bool:
-        """Settle a reservation as spent (status completed). False if already settled."""
-        return await self._settle(
-            job_id,
-            "charge",
-            JobStatus.COMPLETED,
-            None,
-            output_url=output_url,
-            has_nsfw=has_nsfw,
-            inference_ms=inference_ms,
+    async def known_predictions(self, prediction_ids: Collection[str]) -> set[str]:
+        """Which of these WaveSpeed task ids already belong to a job."""
+        ids = list(prediction_ids)
+        if not ids:
+            return set()
+        marks = ", ".join("?" for _ in ids)
+        rows = await self._read(
+            f"SELECT prediction_id FROM jobs WHERE prediction_id IN ({marks})", ids
         )
-
-    async def charge_unconfirmed(self, job_id: int, error_message: str) -> bool:
-        """Settle as spent although no result will come (status failed): the submit may have
-        reached WaveSpeed, which may bill it. False if already settled."""
-        return await self._settle(
-            job_id, "charge", JobStatus.FAILED, error_message, error_message=error_message
-        )
-
-    async def refund(self, job_id: int, *, error_code: int | None, error_message: str) -> bool:
-        """Release a reservation (status failed). False if already settled."""
-        return await self._settle(
-            job_id,
-            "refund",
-            JobStatus.FAILED,
-            error_message,
-            error_code=error_code,
-            error_message=error_message,
-        )
-
-    async def mark_delivered(self, job_id: int, result_message_id: int | None) -> None:
-        """The member has been told the outcome. Only a settled (completed/failed) job can be."""
-        await self._update_job(
-            job_id,
-            (JobStatus.COMPLETED, JobStatus.FAILED),
-            result_message_id=result_message_id,
-            delivered_at=_utc_text(self._clock()),
-            status=JobStatus.DELIVERED,
-        )
+        return {row["prediction_id"] for row in rows}
 
     async def get_job(self, job_id: int) -> JobRecord | None:
         """One job, or None."""
@@ -444,8 +450,10 @@ class SqliteStorage:
         return _job_record(rows[0]) if rows else None
 
     async def unfinished_jobs(self) -> list[JobRecord]:
-        """Jobs whose status is not delivered, oldest first."""
-        rows = await self._read(f"{_JOB_SELECT} WHERE status != 'delivered' ORDER BY id")
+        """Jobs not in a final state, oldest first."""
+        rows = await self._read(
+            f"{_JOB_SELECT} WHERE state NOT IN ('delivered', 'closed') ORDER BY id"
+        )
         return [_job_record(row) for row in rows]
 
     async def recent_jobs(self, guild_id: int, member_id: int, limit: int = 5) -> list[JobRecord]:
@@ -518,4 +526,24 @@ class SqliteStorage:
                     ON CONFLICT (guild_id, key) DO UPDATE SET value = excluded.value
                     """,
                     (guild_id, key, value),
+                )
+
+    # --- bot-wide settings (key/value text) ----------------------------------------------------
+    async def get_bot_setting(self, key: str) -> str | None:
+        """A bot-wide setting, or None."""
+        rows = await self._read("SELECT value FROM bot_settings WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    async def set_bot_setting(self, key: str, value: str | None) -> None:
+        """Set a bot-wide setting; None deletes it."""
+        async with self._transaction() as db:
+            if value is None:
+                await db.execute("DELETE FROM bot_settings WHERE key = ?", (key,))
+            else:
+                await db.execute(
+                    """
+                    INSERT INTO bot_settings (key, value) VALUES (?, ?)
+                    ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                    """,
+                    (key, value),
                 )

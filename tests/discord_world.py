@@ -12,7 +12,7 @@ from bot.app import WanBot
 from bot.config import Settings, load_settings
 from bot.services import Tuning
 from bot.testing.fake_wavespeed import FakeWaveSpeed
-from storage.base import LedgerEntry
+from bot.domain.job import LedgerEntry
 from tests.conftest import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, TEST_API_KEY
 from tests.fakes.discord_server import FakeDiscord, FakeInteraction, running_bot
 from tests.fakes.images import tiny_png

@@ -25,7 +25,7 @@ from bot.domain.request import GenerationRequest
 from bot.testing.fake_wavespeed import FakeWaveSpeed
 from bot.wavespeed import WaveSpeedClient
 from storage import open_storage
-from storage.base import LedgerEntry
+from bot.domain.job import LedgerEntry
 from tests.conftest import TEST_API_KEY
 from tests.fakes.images import tiny_png
 

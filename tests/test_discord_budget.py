@@ -15,7 +15,7 @@ from bot.app import WanBot
 from bot.domain.budget import SERVER_SCOPE_MEMBER_ID, period_key
 from bot.domain.request import GenerationRequest
 from cogs.delivery import LOG_CHANNEL_KEY, NSFW_POLICY_KEY
-from storage.base import JobOwner, LedgerEntry
+from bot.domain.job import JobOwner, LedgerEntry
 from tests.discord_world import (
     ADMIN_ROLE,
     CHANNEL,

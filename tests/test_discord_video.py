@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.base import JobStatus, Storage
+from bot.domain.lifecycle import JobState
+from storage.base import Storage
 from tests.discord_world import (
     CHANNEL,
     FIVE_SECONDS_WITH_AUDIO,
@@ -182,7 +183,7 @@ async def test_restart_mid_job_delivers_once_and_charges_once(world: World) -> N
     async with world.bot() as first_bot:
         await world.video()
         storage = first_bot.services.storage
-        await wait_until_async(lambda: job_status(storage, 1), JobStatus.SUBMITTED)
+        await wait_until_async(lambda: job_state(storage, 1), JobState.SUBMITTED)
     assert not [m for m in world.discord.messages.values() if has_video(m)]
 
     async with world.bot() as bot:
@@ -202,7 +203,7 @@ async def test_buttons_work_after_a_restart(world: World) -> None:
         await world.video("the cat waves", seed=7)
         first = await world.discord.wait_for_message(has_video)
         await wait_until_async(
-            lambda: job_status(first_bot.services.storage, 1), JobStatus.DELIVERED
+            lambda: job_state(first_bot.services.storage, 1), JobState.DELIVERED
         )
     assert buttons(first) == {"wanbot:reroll:1", "wanbot:same:1", "wanbot:delete:1"}
 
@@ -246,10 +247,10 @@ async def wait_until(condition: Callable[[], object], within_s: float = 10.0) ->
             await asyncio.sleep(0.01)
 
 
-async def job_status(storage: Storage, job_id: int) -> JobStatus | None:
+async def job_state(storage: Storage, job_id: int) -> JobState | None:
     """A job's status, or None if there is no such job yet."""
     job = await storage.get_job(job_id)
-    return job.status if job else None
+    return job.state if job else None
 
 
 async def wait_until_async(
@@ -327,4 +328,4 @@ async def test_video_goes_to_the_member_directly_when_the_channel_refuses_the_bo
         assert not direct.components  # the buttons work in the server only
         assert world.discord.requests_to("POST", rf"/channels/{muted}/messages")[0].status == 403
         assert [k for k, _ in await ledger_kinds(bot)] == ["reserve", "charge"]
-        await wait_until_async(lambda: job_status(bot.services.storage, 1), JobStatus.DELIVERED)
+        await wait_until_async(lambda: job_state(bot.services.storage, 1), JobState.DELIVERED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -334,3 +335,262 @@ async def test_serve_forever_prints_its_url_and_stops_when_cancelled(
     server.cancel()
     with pytest.raises(asyncio.CancelledError):
         await server
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+async def history(
+    http: aiohttp.ClientSession, fake: FakeWaveSpeed, body: Any
+) -> tuple[int, dict[str, Any]]:
+    async with http.post(f"{fake.base_url}/api/v3/predictions", json=body) as response:
+        return response.status, await response.json()
+
+
+async def history_ids(
+    http: aiohttp.ClientSession, fake: FakeWaveSpeed, page: int, size: int
+) -> list[str]:
+    status, answer = await history(http, fake, {"page": page, "page_size": size})
+    assert status == 200 and answer["code"] == 200 and answer["data"]["page"] == page
+    return [item["id"] for item in answer["data"]["items"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ([1, 20], "JSON object"),
+        ({"page_size": 20}, "page is required"),
+        ({"page": 1}, "page_size is required"),
+        ({"page": "1", "page_size": 20}, "page must be an integer"),
+        ({"page": 1.0, "page_size": 20}, "page must be an integer"),
+        ({"page": True, "page_size": 20}, "page must be an integer"),
+        ({"page": 1, "page_size": False}, "page_size must be an integer"),
+        ({"page": 1, "page_size": None}, "page_size must be an integer"),
+        ({"page": 0, "page_size": 20}, "page must be at least 1"),
+        ({"page": -1, "page_size": 20}, "page must be at least 1"),
+        ({"page": 1, "page_size": 0}, "page_size must be from 1 to 100"),
+        ({"page": 1, "page_size": 101}, "page_size must be from 1 to 100"),
+        ({"page": 1, "page_size": 20, "model": MODEL_ID}, "unknown field(s): model"),
+    ],
+)
+async def test_bad_history_bodies_are_refused(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession, body: Any, problem: str
+) -> None:
+    status, answer = await history(http, fake_wavespeed, body)
+    assert status == 400 and answer["code"] == 400
+    assert problem in answer["message"]
+    assert len(fake_wavespeed.calls("history")) == 1 and fake_wavespeed.calls("submit") == []
+
+
+async def test_non_json_history_body_is_refused(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    async with http.post(f"{fake_wavespeed.base_url}/api/v3/predictions", data=b"{") as response:
+        assert response.status == 400
+
+
+async def test_history_needs_the_key(fake_wavespeed: FakeWaveSpeed) -> None:
+    url = f"{fake_wavespeed.base_url}/api/v3/predictions"
+    async with aiohttp.ClientSession() as bare, bare.post(url, json={"page": 1, "page_size": 1}) as r:
+        assert r.status == 401
+
+
+async def test_history_is_newest_first_and_paginated(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    now = datetime.now(UTC)
+    older = fake_wavespeed.add_foreign_task(created_at=now - timedelta(hours=2))
+    oldest = fake_wavespeed.add_foreign_task(created_at=now - timedelta(days=3))
+    _, answer = await submit(http, fake_wavespeed)
+    newest = answer["data"]["id"]
+    old = fake_wavespeed.add_foreign_task(created_at=now - timedelta(hours=5))
+
+    assert await history_ids(http, fake_wavespeed, 1, 100) == [newest, older, old, oldest]
+    assert await history_ids(http, fake_wavespeed, 1, 3) == [newest, older, old]
+    assert await history_ids(http, fake_wavespeed, 2, 3) == [oldest]
+    assert await history_ids(http, fake_wavespeed, 3, 3) == []
+    assert fake_wavespeed.submissions == [BODY]  # reading the history submits nothing
+
+
+async def test_history_items_look_like_results(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    _, answer = await submit(http, fake_wavespeed)
+    done = await status_when_final(http, fake_wavespeed, answer["data"]["id"])
+    _, page = await history(http, fake_wavespeed, {"page": 1, "page_size": 1})
+    assert page["message"] == "success"
+    assert page["data"]["items"] == [done]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", done["created_at"])
+
+
+async def test_history_keeps_seven_days_by_the_fake_clock(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    now = datetime.now(UTC)
+    six_days = fake_wavespeed.add_foreign_task(created_at=now - timedelta(days=6, hours=23))
+    fake_wavespeed.add_foreign_task(created_at=now - timedelta(days=7, minutes=1))
+    assert await history_ids(http, fake_wavespeed, 1, 100) == [six_days]
+
+    fake_wavespeed.clock_skew_s = timedelta(hours=2).total_seconds()
+    assert await history_ids(http, fake_wavespeed, 1, 100) == []
+    assert len(fake_wavespeed.tasks) == 2  # out of the history, not gone
+
+
+async def test_clock_skew_stamps_created_at(http: aiohttp.ClientSession) -> None:
+    async with FakeWaveSpeed(api_key=TEST_API_KEY, clock_skew_s=-3600) as fake:
+        _, answer = await submit(http, fake)
+    created = datetime.fromisoformat(answer["data"]["created_at"])
+    assert abs((datetime.now(UTC) - created).total_seconds() - 3600) < 5
+
+
+async def test_foreign_tasks_are_in_history_and_pollable(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    other_model = "wavespeed-ai/flux-dev"
+    done = fake_wavespeed.add_foreign_task(other_model)
+    failed = fake_wavespeed.add_foreign_task(status="failed")
+    running = fake_wavespeed.add_foreign_task(status="processing")
+
+    assert set(await history_ids(http, fake_wavespeed, 1, 100)) == {done, failed, running}
+    assert fake_wavespeed.submissions == []
+    completed = await result(http, fake_wavespeed, done)
+    assert completed["model"] == other_model and completed["status"] == "completed"
+    async with http.get(completed["outputs"][0]) as video:
+        assert await video.read() == sample_video()
+    failure = await result(http, fake_wavespeed, failed)
+    assert failure["model"] == MODEL_ID and failure["error"].startswith("5000:")
+    await asyncio.sleep(0.3)  # longer than a submitted task takes: foreign ones stay put
+    assert (await result(http, fake_wavespeed, running))["status"] == "processing"
+
+
+def test_foreign_task_times_must_be_aware() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        FakeWaveSpeed().add_foreign_task(created_at=datetime(2026, 1, 1))
+
+
+async def test_history_faults_can_be_injected(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    fake_wavespeed.fail_next("history", 503)
+    status, _ = await history(http, fake_wavespeed, {"page": 1, "page_size": 10})
+    assert status == 503
+    assert await history_ids(http, fake_wavespeed, 1, 10) == []
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+async def test_completed_with_empty_outputs(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    fake_wavespeed.next_task(empty_outputs=True, nsfw=True)
+    _, answer = await submit(http, fake_wavespeed)
+    task_id = answer["data"]["id"]
+    done = await status_when_final(http, fake_wavespeed, task_id)
+    assert done["status"] == "completed" and done["outputs"] == []
+    assert done["has_nsfw_contents"] == [] and done["error"] == ""
+    async with http.get(f"{fake_wavespeed.base_url}/outputs/{task_id}.mp4") as response:
+        assert response.status == 404
+
+
+async def test_expiring_output_links_are_renewed_by_each_result(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    fake_wavespeed.next_task(output_expires_s=0.3)
+    _, answer = await submit(http, fake_wavespeed)
+    task_id = answer["data"]["id"]
+    link = (await status_when_final(http, fake_wavespeed, task_id))["outputs"][0]
+    assert re.search(r"\?exp=[\d.]+&sig=[0-9a-f]{64}$", link)
+    async with http.get(link) as video:
+        assert video.status == 200 and await video.read() == sample_video()
+
+    await asyncio.sleep(0.35)
+    async with http.get(link) as expired:
+        assert expired.status == 403 and "expired" in await expired.text()
+    fresh = (await result(http, fake_wavespeed, task_id))["outputs"][0]
+    assert fresh != link
+    async with http.get(fresh) as video:
+        assert video.status == 200
+
+
+async def test_unsigned_or_forged_output_links_are_refused(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    fake_wavespeed.next_task(output_expires_s=60)
+    _, answer = await submit(http, fake_wavespeed)
+    link = (await status_when_final(http, fake_wavespeed, answer["data"]["id"]))["outputs"][0]
+    unsigned = link.partition("?")[0]
+    forged = re.sub(r"sig=\w+", "sig=" + "0" * 64, link)
+    extended = re.sub(r"exp=([\d.]+)", lambda m: f"exp={float(m.group(1)) + 3600:.3f}", link)
+    for bad in (unsigned, forged, extended):
+        async with http.get(bad) as response:
+            assert response.status == 403, bad
+
+
+async def test_output_faults_still_apply(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    _, answer = await submit(http, fake_wavespeed)
+    link = (await status_when_final(http, fake_wavespeed, answer["data"]["id"]))["outputs"][0]
+    fake_wavespeed.fail_next("output", 404, times=2)
+    statuses = []
+    for _ in range(3):
+        async with http.get(link) as response:
+            statuses.append(response.status)
+    assert statuses == [404, 404, 200]
+
+
+# --- lost answers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("create", [True, False])
+async def test_a_lost_answer_times_the_client_out(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession, create: bool
+) -> None:
+    fake_wavespeed.lose_answer_next("submit", create=create)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await submit(http, fake_wavespeed)
+    assert len(fake_wavespeed.tasks) == len(fake_wavespeed.submissions) == int(create)
+    status, _ = await submit(http, fake_wavespeed)  # the next one is answered again
+    assert status == 200
+
+
+@pytest.mark.parametrize("create", [True, False])
+async def test_a_lost_answer_can_drop_the_connection_at_once(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession, create: bool
+) -> None:
+    fake_wavespeed.lose_answer_next("submit", create=create, hold_s=0)
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await submit(http, fake_wavespeed)
+    assert len(fake_wavespeed.tasks) == int(create)
+
+
+async def test_a_late_proxy_page_creates_nothing(
+    fake_wavespeed: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    fake_wavespeed.fail_next("submit", 504, raw=True, delay_s=0.5)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await submit(http, fake_wavespeed)
+    assert fake_wavespeed.tasks == {}
+
+
+async def test_stopping_ends_held_connections_at_once(http: aiohttp.ClientSession) -> None:
+    async def late_status(url: str) -> int:
+        async with http.get(url) as response:
+            return response.status
+
+    loop = asyncio.get_running_loop()
+    async with FakeWaveSpeed(api_key=TEST_API_KEY) as fake:
+        fake.lose_answer_next("submit", create=True)
+        fake.fail_next("result", 503, delay_s=30)
+        held = asyncio.create_task(submit(http, fake))
+        slow = asyncio.create_task(late_status(f"{fake.base_url}/api/v3/predictions/p/result"))
+        while len(fake.requests) < 2:
+            await asyncio.sleep(0.01)
+        stopping = loop.time()
+    assert loop.time() - stopping < 2
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await held
+    assert await slow == 503  # the delayed answer is sent early rather than never

@@ -1,20 +1,61 @@
-"""Checks on uploaded media, by their bytes rather than their declared type. Pure: no I/O."""
+"""Checks on uploaded media by decoding them, never by their name. Pure: no network or storage.
+
+Images are decoded in full with Pillow; audio is parsed with mutagen. Both are CPU work, so async
+callers should run check_image and check_audio in a worker thread.
+"""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from typing import Any
 
-MAX_IMAGE_BYTES = (
-    10 * 1024 * 1024
-)  # the API's lower bound of "10–20 MB" (../shared/wavespeed-api.md)
+import mutagen
+from mutagen.mp3 import MP3
+from mutagen.wave import WAVE
+from PIL import Image, ImageOps
+
+# The lower bound of the "10–20 MB" image limit on WaveSpeed's public API docs.
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_AUDIO_BYTES = 15 * 1024 * 1024
+# Decoding holds every pixel in memory (up to 4 bytes each): refuse before loading anything
+# bigger than 40 megapixels, about 160 MB. Pillow's own bomb check stops at twice 89 MP.
+MAX_IMAGE_PIXELS = 40_000_000
+JPEG_QUALITY = 92
 
-IMAGE_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "webp": "image/webp"}
-AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
+# Pillow format name -> (format to upload, extension, content type). BMP is re-encoded as PNG
+# (lossless and much smaller); MPO, the multi-picture JPEG of some cameras, as a plain JPEG.
+_IMAGE_OUTPUTS = {
+    "JPEG": ("JPEG", "jpg", "image/jpeg"),
+    "MPO": ("JPEG", "jpg", "image/jpeg"),
+    "PNG": ("PNG", "png", "image/png"),
+    "BMP": ("PNG", "png", "image/png"),
+    "WEBP": ("WEBP", "webp", "image/webp"),
+}
+_AS_UPLOADED = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "BMP": "bmp", "WEBP": "webp"}
+_DECODERS = ["JPEG", "PNG", "BMP", "WEBP"]  # Pillow's JPEG decoder also opens MPO
+_UPLOADED_TYPES = {
+    "jpg": "image/jpeg",
+    "png": "image/png",
+    "bmp": "image/bmp",
+    "webp": "image/webp",
+}
+_AUDIO_TYPES = {WAVE: ("wav", "audio/wav"), MP3: ("mp3", "audio/mpeg")}
+_EXIF_ORIENTATION = 0x0112
 
 
 class InvalidMedia(ValueError):
     """A file the model cannot use; the message is friendly."""
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """The ranges an upload must fit: image sides in pixels, audio duration in seconds."""
+
+    image_min_side_px: int = 240
+    image_max_side_px: int = 2000
+    audio_min_s: float = 3.0
+    audio_max_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -26,46 +67,43 @@ class MediaFile:
     content_type: str
 
 
-def sniff_image(data: bytes) -> str | None:
-    """Name the image format from magic bytes: jpeg, png, bmp, webp, or None."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"BM") and len(data) > 26:
-        return "bmp"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
+def check_image(filename: str, data: bytes, limits: MediaLimits = MediaLimits()) -> MediaFile:
+    """Accept a JPEG, PNG, BMP or WebP that decodes in full and fits the limits.
 
-
-def sniff_audio(data: bytes) -> str | None:
-    """Name the audio format from magic bytes: wav, mp3, or None."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "wav"
-    if data.startswith(b"ID3") or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
-        return "mp3"
-    return None
-
-
-def check_image(filename: str, data: bytes) -> MediaFile:
-    """Accept a JPEG, PNG, BMP or WebP of at most 10 MB, whatever its name claims."""
+    An image whose longer side exceeds the maximum is scaled down, upright per its EXIF
+    orientation, and re-encoded; so is an animated image, reduced to its first frame. Anything
+    else is uploaded byte for byte. Raises InvalidMedia with a friendly sentence.
+    """
     _check_size("image", data, MAX_IMAGE_BYTES)
-    kind = sniff_image(data)
-    if kind is None:
+    image = _decode(filename, data)
+    width, height = image.size
+    if min(width, height) < limits.image_min_side_px:
         raise InvalidMedia(
-            f"`{filename}` isn't an image I can use: send a JPEG, PNG, BMP or WebP picture."
+            f"`{filename}` is {width}×{height} px; the picture must be at least "
+            f"{limits.image_min_side_px} px on each side."
         )
-    return MediaFile(_with_extension(filename, kind), data, IMAGE_TYPES[kind])
+    fits = max(width, height) <= limits.image_max_side_px
+    if fits and not getattr(image, "is_animated", False) and not _rotated(image):
+        extension = _AS_UPLOADED[str(image.format)]
+        return MediaFile(_renamed(filename, extension), data, _UPLOADED_TYPES[extension])
+    return _reencode(filename, image, limits)
 
 
-def check_audio(filename: str, data: bytes) -> MediaFile:
-    """Accept a WAV or MP3 of at most 15 MB, whatever its name claims."""
+def check_audio(filename: str, data: bytes, limits: MediaLimits = MediaLimits()) -> MediaFile:
+    """Accept a WAV or MP3 that mutagen can read and whose duration fits the limits.
+
+    Raises InvalidMedia with a friendly sentence.
+    """
     _check_size("audio file", data, MAX_AUDIO_BYTES)
-    kind = sniff_audio(data)
-    if kind is None:
-        raise InvalidMedia(f"`{filename}` isn't a WAV or MP3 audio file.")
-    return MediaFile(_with_extension(filename, kind), data, AUDIO_TYPES[kind])
+    audio = _parse_audio(filename, data)
+    seconds = audio.info.length
+    if not limits.audio_min_s <= seconds <= limits.audio_max_s:
+        raise InvalidMedia(
+            f"`{filename}` lasts {seconds:.2f} s; custom audio must last "
+            f"{limits.audio_min_s:g}–{limits.audio_max_s:g} seconds."
+        )
+    extension, content_type = _AUDIO_TYPES[type(audio)]
+    return MediaFile(_renamed(filename, extension), data, content_type)
 
 
 def check_declared_size(what: str, size: int, limit: int) -> None:
@@ -74,15 +112,87 @@ def check_declared_size(what: str, size: int, limit: int) -> None:
         raise InvalidMedia(f"That {what} is {_mib(size)}; the limit is {_mib(limit)}.")
 
 
+def _decode(filename: str, data: bytes) -> Image.Image:
+    """Open and fully decode the first frame, or raise InvalidMedia."""
+    unusable = InvalidMedia(
+        f"`{filename}` isn't a picture I can open: send a complete JPEG, PNG, BMP or WebP image."
+    )
+    try:
+        image = Image.open(io.BytesIO(data), formats=_DECODERS)
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(filename) from None
+    except Exception:  # Pillow's decoders raise many types on malformed input
+        raise unusable from None
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise _too_many_pixels(filename)
+    try:
+        image.load()  # reads every pixel: a truncated or corrupt file fails here
+    except Exception:
+        raise unusable from None
+    return image
+
+
+def _too_many_pixels(filename: str) -> InvalidMedia:
+    megapixels = MAX_IMAGE_PIXELS // 1_000_000
+    return InvalidMedia(f"`{filename}` has too many pixels: send a picture under {megapixels} MP.")
+
+
+def _rotated(image: Image.Image) -> bool:
+    """Whether EXIF asks viewers to turn or mirror the image; the model may not."""
+    return image.getexif().get(_EXIF_ORIENTATION, 1) != 1
+
+
+def _reencode(filename: str, image: Image.Image, limits: MediaLimits) -> MediaFile:
+    """The first frame, upright and within the maximum side, in the upload's format."""
+    target, extension, content_type = _IMAGE_OUTPUTS[str(image.format)]
+    icc_profile = image.info.get("icc_profile")
+    frame = ImageOps.exif_transpose(image)
+    if frame.mode not in _resizable_modes(target):
+        # Palette images would be resized with the nearest-pixel filter; JPEG has no alpha
+        has_alpha = "A" in frame.mode or "transparency" in frame.info
+        frame = frame.convert("RGBA" if has_alpha and target != "JPEG" else "RGB")
+        icc_profile = None  # the profile described the old colour space
+    frame.thumbnail((limits.image_max_side_px,) * 2, Image.Resampling.LANCZOS)
+    if min(frame.size) < limits.image_min_side_px:
+        raise InvalidMedia(
+            f"`{filename}` is too long and narrow: scaled to at most "
+            f"{limits.image_max_side_px} px, its short side is under "
+            f"{limits.image_min_side_px} px."
+        )
+    out = io.BytesIO()
+    options: dict[str, Any] = {"quality": JPEG_QUALITY} if target in ("JPEG", "WEBP") else {}
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    frame.save(out, format=target, **options)
+    return MediaFile(_renamed(filename, extension), out.getvalue(), content_type)
+
+
+def _resizable_modes(target: str) -> tuple[str, ...]:
+    return ("L", "RGB") if target == "JPEG" else ("L", "LA", "RGB", "RGBA")
+
+
+def _parse_audio(filename: str, data: bytes) -> mutagen.FileType:
+    """Read the WAV or MP3 headers, or raise InvalidMedia."""
+    unusable = InvalidMedia(f"`{filename}` isn't a WAV or MP3 audio file I can read.")
+    try:
+        audio = mutagen.File(io.BytesIO(data), options=list(_AUDIO_TYPES))
+    except mutagen.MutagenError:
+        raise unusable from None
+    # mutagen guesses MP3 from a single frame header; "sketchy" means no run of frames followed
+    if audio is None or getattr(audio.info, "sketchy", False) or not audio.info.length:
+        raise unusable
+    return audio
+
+
 def _check_size(what: str, data: bytes, limit: int) -> None:
     if not data:
         raise InvalidMedia(f"The {what} is empty.")
     check_declared_size(what, len(data), limit)
 
 
-def _with_extension(filename: str, kind: str) -> str:
+def _renamed(filename: str, extension: str) -> str:
     stem = filename.rsplit(".", 1)[0] if "." in filename else filename
-    return f"{stem or 'upload'}.{'jpg' if kind == 'jpeg' else kind}"
+    return f"{stem or 'upload'}.{extension}"
 
 
 def _mib(size: int) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -20,6 +22,18 @@ from bot.domain.pricing import MAX_DURATION_S, MIN_DURATION_S, Resolution, price
 MAX_PROMPT_CHARS = 1500
 MAX_SEED = 2_147_483_647
 RANDOM_SEED = -1
+
+# Unicode categories removed from prompts: controls (Cc; a newline survives, a tab becomes a
+# space), format characters (Cf: bidirectional overrides and isolates, zero-width spaces and
+# joiners, BOM…) and lone surrogates (Cs), which cannot be sent as UTF-8.
+_REMOVED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+# Every character str.splitlines breaks on becomes a newline, so no line break is lost.
+_LINE_BREAKS = str.maketrans(
+    dict.fromkeys("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", "\n") | {"\t": " "}
+)
+_BLANK_LINE_RUNS = re.compile(r"\n{3,}")
+# Letters that render as nothing, often used to fake an empty message.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 FIELD_LABELS = {
     "image": "image",
@@ -40,7 +54,11 @@ class InvalidRequest(ValueError):
 
 
 class GenerationRequest(BaseModel):
-    """One image-to-video request; defaults follow the API table (../shared/wavespeed-api.md)."""
+    """One image-to-video request; defaults follow WaveSpeed's public API docs for the model.
+
+    Prompts are cleaned with clean_text; a prompt with nothing visible left is refused and a
+    negative prompt with nothing visible left is dropped.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
@@ -65,10 +83,19 @@ class GenerationRequest(BaseModel):
             raise ValueError("must be an http(s) link")
         return value
 
+    @field_validator("prompt")
+    @classmethod
+    def _visible_prompt(cls, value: str) -> str:
+        cleaned = clean_text(value)
+        if not has_visible_text(cleaned):
+            raise ValueError("has no visible text")
+        return cleaned
+
     @field_validator("negative_prompt")
     @classmethod
-    def _blank_is_none(cls, value: str | None) -> str | None:
-        return value or None
+    def _visible_or_none(cls, value: str | None) -> str | None:
+        cleaned = clean_text(value or "")
+        return cleaned if has_visible_text(cleaned) else None
 
     @property
     def has_audio(self) -> bool:
@@ -95,6 +122,29 @@ class GenerationRequest(BaseModel):
             return cls(**fields)
         except ValidationError as exc:
             raise InvalidRequest(describe_errors(exc)) from None
+
+
+def clean_text(text: str) -> str:
+    """The text in NFC without control, format (bidi, zero-width) or surrogate characters.
+
+    Line breaks become newlines and tabs spaces; trailing spaces go, runs of blank lines shrink
+    to one, and the whole text is stripped.
+    """
+    flat = text.replace("\r\n", "\n").translate(_LINE_BREAKS)
+    kept = "".join(
+        char
+        for char in flat
+        if char == "\n" or unicodedata.category(char) not in _REMOVED_CATEGORIES
+    )
+    lines = unicodedata.normalize("NFC", kept).split("\n")
+    return _BLANK_LINE_RUNS.sub("\n\n", "\n".join(line.rstrip() for line in lines)).strip()
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether some character is a letter, digit, punctuation or symbol that renders as ink."""
+    return any(
+        unicodedata.category(char)[0] in "LNPS" and char not in _BLANK_LETTERS for char in text
+    )
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -1,4 +1,7 @@
-"""A fake WaveSpeed API (aiohttp.web) following ../shared/wavespeed-api.md, for tests and by hand.
+"""A fake WaveSpeed API (aiohttp.web) for tests and by hand.
+
+It follows WaveSpeed's public API docs (wavespeed.ai/docs): submit, result, media upload and the
+prediction history (POST /api/v3/predictions: newest first, only the last 7 days, web tasks too).
 
 Choices where the real API is undocumented:
 - Out of credit: a submit is refused with HTTP 402 and {"code": 402, "message": "Insufficient
@@ -8,6 +11,15 @@ Choices where the real API is undocumented:
 - Keys: with `api_key=None` any non-empty Bearer key is accepted; otherwise only that one.
 - `image`/`audio` must be http(s) URLs; loopback ones are fetched when the task starts (failing it
   with 1402 if that does not work), others are accepted unfetched.
+- History refuses fields other than page/page_size (the fake implements no filters), and
+  `created_at` is written with nanoseconds everywhere, like the history example in the docs.
+- Output links are plain and permanent unless a task plan sets `output_expires_s`: then each
+  answer signs a fresh link that the output route refuses with 403 once it has expired.
+
+Losing answers (the client cannot tell these apart; tests can):
+- `slow_next("submit", s)`: the task is created, the answer comes `s` late.
+- `fail_next("submit", 504, raw=True, delay_s=s)`: nothing is created, a proxy page comes `s` late.
+- `lose_answer_next("submit", create=...)`: no answer ever; the task is created or not.
 
 Each task is driven by a background asyncio task: `created` for `queue_s` and then until one of
 `max_concurrent` slots is free (like a Bronze account), `processing` for `processing_s`, then
@@ -18,12 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
+import secrets
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from importlib.resources import files
 from typing import Any, Literal, Self
@@ -33,12 +48,12 @@ from aiohttp import web
 from yarl import URL
 
 from bot.domain.pricing import price_micro
-from bot.wavespeed import MODEL_ID
+from bot.wavespeed import HISTORY_MAX_PAGE_SIZE, HISTORY_RETENTION, MODEL_ID
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Outcome = Literal["completed", "failed"]
 
-ROUTES = ("submit", "result", "upload", "media", "output")
+ROUTES = ("submit", "result", "history", "upload", "media", "output")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TASK_ERRORS = {
     1200: "Content flagged by moderation",
@@ -104,6 +119,25 @@ def validate_body(body: Any) -> str | None:
     return None
 
 
+def validate_history_body(body: Any) -> str | None:
+    """Why a history body would be refused with 400, or None if the API would take it."""
+    if not isinstance(body, dict):
+        return "request body must be a JSON object"
+    unknown = sorted(set(body) - {"page", "page_size"})
+    if unknown:
+        return f"unknown field(s): {', '.join(unknown)}"
+    for name in ("page", "page_size"):
+        if name not in body:
+            return f"{name} is required"
+        if not _is_int(body[name]):
+            return f"{name} must be an integer"
+    if body["page"] < 1:
+        return "page must be at least 1"
+    if not 1 <= body["page_size"] <= HISTORY_MAX_PAGE_SIZE:
+        return f"page_size must be from 1 to {HISTORY_MAX_PAGE_SIZE}"
+    return None
+
+
 def body_price_micro(body: dict[str, Any]) -> int:
     """What a valid body would bill; with audio if enable_audio (default true) or an audio URL."""
     has_audio = body.get("enable_audio", True) or "audio" in body
@@ -115,7 +149,12 @@ def body_price_micro(body: dict[str, Any]) -> int:
 
 @dataclass(frozen=True)
 class TaskPlan:
-    """How the next task will end. None timings take the fake's defaults."""
+    """How the next task will end. None timings take the fake's defaults.
+
+    `empty_outputs`: completed with `outputs` [] (real WaveSpeed was seen doing this).
+    `output_expires_s`: each answer hands out a freshly signed output link valid that long;
+    None = one plain link that never expires.
+    """
 
     outcome: Outcome = "completed"
     error_code: int | None = None
@@ -123,17 +162,20 @@ class TaskPlan:
     nsfw: bool = False
     queue_s: float | None = None
     processing_s: float | None = None
+    empty_outputs: bool = False
+    output_expires_s: float | None = None
 
 
 @dataclass
 class FakeTask:
-    """One submitted task and where it is."""
+    """One task (submitted, or added with add_foreign_task) and where it is."""
 
     id: str
     body: dict[str, Any]
     price_micro: int
     plan: TaskPlan
     created_at: datetime
+    model: str = MODEL_ID
     status: str = "created"
     error: str = ""
     error_code: int | None = None
@@ -163,16 +205,24 @@ class Upload:
 
 @dataclass
 class Fault:
-    """An injected misbehaviour of one route. `status` None answers normally, only late."""
+    """An injected misbehaviour of one route.
 
-    status: int | None
+    The request is handled for real first if `process` (a submit creates its task). Then, after
+    `delay_s` (None = until the fake stops), the client gets the real answer if there is one,
+    else the `status` answer; or, if not `answer`, nothing: the connection is dropped.
+    """
+
     remaining: int | None  # None = until clear_faults()
+    process: bool
+    status: int | None = None
     retry_after: float | str | None = None
     body: dict[str, Any] | str | None = None
     raw: bool = False
-    delay_s: float = 0.0
+    delay_s: float | None = 0.0
+    answer: bool = True
 
     def response(self) -> web.Response:
+        """The injected answer of a request that was not processed."""
         assert self.status is not None
         status = self.status
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
@@ -200,14 +250,19 @@ def _refusal(status: int, message: str) -> web.Response:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC with nine fractional digits, as WaveSpeed writes it; datetime stops at microseconds."""
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}000Z"
 
 
 # --- the server -------------------------------------------------------------------------------
 
 
 class FakeWaveSpeed:
-    """The fake API. Inspect `submissions`, `tasks`, `requests` and `uploads` in tests."""
+    """The fake API. Inspect `submissions`, `tasks`, `requests` and `uploads` in tests.
+
+    `clock_skew_s` is how far the fake's clock runs ahead of this machine's (negative: behind);
+    it stamps `created_at` and sets the 7-day history window. Tests may change it at any time.
+    """
 
     def __init__(
         self,
@@ -217,11 +272,13 @@ class FakeWaveSpeed:
         processing_s: float = 1.0,
         max_concurrent: int | None = None,
         error_code_field: str | None = None,
+        clock_skew_s: float = 0.0,
     ) -> None:
         self.api_key = api_key
         self.queue_s = queue_s
         self.processing_s = processing_s
         self.error_code_field = error_code_field
+        self.clock_skew_s = clock_skew_s
         self.out_of_credit = False
         self.base_url = ""
         self.submissions: list[dict[str, Any]] = []
@@ -235,6 +292,8 @@ class FakeWaveSpeed:
         self._workers: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self._fetcher: aiohttp.ClientSession | None = None
+        self._stopping = asyncio.Event()
+        self._link_key = secrets.token_bytes(32)
 
     # --- control --------------------------------------------------------------------------
 
@@ -251,6 +310,8 @@ class FakeWaveSpeed:
 
     async def stop(self) -> None:
         """Stop every task and close the server."""
+        # Delayed and held answers end now, or closing the server would wait for them.
+        self._stopping.set()
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -280,14 +341,40 @@ class FakeWaveSpeed:
         """Answer the next `times` requests of `route` (None = all) with `status`, unprocessed.
 
         `body` replaces the {"code", "message"} JSON; `raw` sends HTML like a proxy would;
-        `delay_s` waits before answering.
+        `delay_s` waits before answering (a client that gives up first has lost an answer that
+        created nothing).
         """
-        self._add_fault(route, Fault(status, times, retry_after, body, raw, delay_s))
+        fault = Fault(
+            times,
+            process=False,
+            status=status,
+            retry_after=retry_after,
+            body=body,
+            raw=raw,
+            delay_s=delay_s,
+        )
+        self._add_fault(route, fault)
 
     def slow_next(self, route: str, delay_s: float, *, times: int | None = 1) -> None:
         """Process the next `times` requests of `route` normally but answer `delay_s` late
         (a submit creates its task before the wait)."""
-        self._add_fault(route, Fault(None, times, delay_s=delay_s))
+        self._add_fault(route, Fault(times, process=True, delay_s=delay_s))
+
+    def lose_answer_next(
+        self,
+        route: str = "submit",
+        *,
+        create: bool,
+        hold_s: float | None = None,
+        times: int | None = 1,
+    ) -> None:
+        """Never answer the next `times` requests of `route` (None = all).
+
+        `create=True` handles each request first (a submit creates its task: the answer is lost
+        on its way back); `create=False` ignores it (lost on its way in). The connection is held
+        open `hold_s` (None = until the fake stops, so the client times out), then dropped.
+        """
+        self._add_fault(route, Fault(times, process=create, delay_s=hold_s, answer=False))
 
     def clear_faults(self) -> None:
         """Forget every pending fault."""
@@ -302,11 +389,54 @@ class FakeWaveSpeed:
         nsfw: bool = False,
         queue_s: float | None = None,
         processing_s: float | None = None,
+        empty_outputs: bool = False,
+        output_expires_s: float | None = None,
     ) -> None:
-        """Script the next submitted task (plans are used in order). A failure defaults to 5000."""
+        """Script the next submitted task (plans are used in order). A failure defaults to 5000.
+
+        See TaskPlan for `empty_outputs` and `output_expires_s`.
+        """
         if outcome == "failed" and error_code is None:
             error_code = 5000
-        self._plans.append(TaskPlan(outcome, error_code, error, nsfw, queue_s, processing_s))
+        plan = TaskPlan(
+            outcome,
+            error_code,
+            error,
+            nsfw,
+            queue_s,
+            processing_s,
+            empty_outputs=empty_outputs,
+            output_expires_s=output_expires_s,
+        )
+        self._plans.append(plan)
+
+    def add_foreign_task(
+        self, model: str = MODEL_ID, created_at: datetime | None = None, status: str = "completed"
+    ) -> str:
+        """Add a task that was not submitted through this API (e.g. made on the website) and
+        return its id. History and result serve it like any task; it stays in `status` (a
+        failed one with code 5000). `created_at` must be aware; None = the fake's now."""
+        if created_at is not None and created_at.tzinfo is None:
+            raise ValueError("created_at must be timezone-aware")
+        task = FakeTask(
+            id=uuid.uuid4().hex,
+            body={},
+            price_micro=0,  # billed elsewhere, not through this API
+            plan=TaskPlan(),
+            created_at=created_at or self.now(),
+            model=model,
+            status=status,
+        )
+        if status == "completed":
+            task.inference_ms = 1000
+        elif status == "failed":
+            self._fail(task, 5000, TASK_ERRORS[5000])
+        self.tasks[task.id] = task
+        return task.id
+
+    def now(self) -> datetime:
+        """The fake's clock: this machine's, shifted by `clock_skew_s`."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_skew_s)
 
     def calls(self, route: str) -> list[LoggedRequest]:
         """The requests received on a route, oldest first."""
@@ -333,8 +463,9 @@ class FakeWaveSpeed:
     def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_UPLOAD_BYTES)
         routes = app.router
-        # Upload first: its path would also match the submit pattern.
+        # Upload and history first: their paths would also match the submit pattern.
         routes.add_post("/api/v3/media/upload/binary", self._upload, name="upload")
+        routes.add_post("/api/v3/predictions", self._history, name="history")
         routes.add_post("/api/v3/{model_id:.+}", self._submit, name="submit")
         routes.add_get("/api/v3/predictions/{id}/result", self._result, name="result")
         routes.add_get("/api/v3/predictions/{id}", self._result, name="result-short")
@@ -359,15 +490,26 @@ class FakeWaveSpeed:
             )
         )
         fault = self._take_fault(route)
-        if fault is not None and fault.status is not None:
-            await asyncio.sleep(fault.delay_s)
-            return fault.response()
+        if fault is None:
+            return await self._handle(request, handler)
+        response = await self._handle(request, handler) if fault.process else None
+        await self._pause(fault.delay_s)
+        if not fault.answer:
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()  # goes nowhere: the connection is closed
+        return response if response is not None else fault.response()
+
+    async def _handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/api/") and not self._authorised(request):
             return _refusal(401, "Unauthorized: invalid or missing API key")
-        response = await handler(request)
-        if fault is not None:
-            await asyncio.sleep(fault.delay_s)
-        return response
+        return await handler(request)
+
+    async def _pause(self, delay_s: float | None) -> None:
+        """Wait `delay_s` (None = forever), but no longer than until the fake stops."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay_s):
+                await self._stopping.wait()
 
     def _authorised(self, request: web.Request) -> bool:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -389,6 +531,24 @@ class FakeWaveSpeed:
             return _refusal(402, "Insufficient balance: please top up your account")
         task = self._create_task(body)
         return _envelope(self._prediction_data(task))
+
+    async def _history(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return _refusal(400, "Invalid request: the body is not valid JSON")
+        problem = validate_history_body(body)
+        if problem is not None:
+            return _refusal(400, f"Invalid request: {problem}")
+        page, size = body["page"], body["page_size"]
+        tasks = self._recent_tasks()[(page - 1) * size : page * size]
+        return _envelope({"page": page, "items": [self._prediction_data(t) for t in tasks]})
+
+    def _recent_tasks(self) -> list[FakeTask]:
+        """The tasks of the last 7 days by the fake's clock, newest first."""
+        cutoff = self.now() - HISTORY_RETENTION
+        recent = [task for task in self.tasks.values() if task.created_at >= cutoff]
+        return sorted(recent, key=lambda task: task.created_at, reverse=True)
 
     async def _result(self, request: web.Request) -> web.Response:
         task = self.tasks.get(request.match_info["id"])
@@ -425,9 +585,37 @@ class FakeWaveSpeed:
 
     async def _output(self, request: web.Request) -> web.Response:
         task = self.tasks.get(request.match_info["id"])
-        if task is None or task.status != "completed":
+        if task is None or task.status != "completed" or task.plan.empty_outputs:
             raise web.HTTPNotFound()
+        if task.plan.output_expires_s is not None:
+            refusal = self._link_refusal(
+                task.id, request.query.get("exp"), request.query.get("sig")
+            )
+            if refusal is not None:
+                raise web.HTTPForbidden(text=f"AccessDenied: {refusal}")
         return web.Response(body=self._video, content_type="video/mp4")
+
+    def _output_url(self, task: FakeTask) -> str:
+        """The task's output link; a signed one that expires if its plan says so."""
+        url = f"{self.base_url}/outputs/{task.id}.mp4"
+        lifetime = task.plan.output_expires_s
+        if lifetime is None:
+            return url
+        expires = f"{self.now().timestamp() + lifetime:.3f}"
+        return f"{url}?exp={expires}&sig={self._signature(task.id, expires)}"
+
+    def _signature(self, task_id: str, expires: str) -> str:
+        return hmac.new(self._link_key, f"{task_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def _link_refusal(self, task_id: str, expires: str | None, signature: str | None) -> str | None:
+        """Why a signed output link is refused (forged, unsigned or expired), or None."""
+        if expires is None or signature is None:
+            return "the link is not signed"
+        if not hmac.compare_digest(signature, self._signature(task_id, expires)):
+            return "the signature does not match"
+        if float(expires) < self.now().timestamp():
+            return "the link has expired"
+        return None
 
     # --- tasks ----------------------------------------------------------------------------
 
@@ -443,7 +631,7 @@ class FakeWaveSpeed:
             body=body,
             price_micro=body_price_micro(body),
             plan=plan,
-            created_at=datetime.now(UTC),
+            created_at=self.now(),
         )
         self.submissions.append(body)
         self.tasks[task.id] = task
@@ -496,12 +684,14 @@ class FakeWaveSpeed:
 
     def _prediction_data(self, task: FakeTask) -> dict[str, Any]:
         completed = task.status == "completed"
+        has_output = completed and not task.plan.empty_outputs
+        outputs = [self._output_url(task)] if has_output else []
         data: dict[str, Any] = {
             "id": task.id,
-            "model": MODEL_ID,
-            "outputs": [f"{self.base_url}/outputs/{task.id}.mp4"] if completed else [],
+            "model": task.model,
+            "outputs": outputs,
             "urls": {"get": f"{self.base_url}/api/v3/predictions/{task.id}/result"},
-            "has_nsfw_contents": [task.plan.nsfw] if completed else [],
+            "has_nsfw_contents": [task.plan.nsfw] * len(outputs),
             "status": task.status,
             "created_at": _iso(task.created_at),
             "error": task.error,

@@ -1,8 +1,9 @@
-"""WaveSpeedAI client for Wan 2.6 Image-to-Video Flash: submit, poll, upload, download.
+"""WaveSpeedAI client for Wan 2.6 Image-to-Video Flash: submit, poll, upload, download, history.
 
-The contract is ../shared/wavespeed-api.md. Modules: `errors` (the WaveSpeedError hierarchy),
-`models` (Prediction and task error codes), `policies` (retries, polling, timeouts) and `client`
-(WaveSpeedClient and its request machinery). Import from `bot.wavespeed` itself.
+The API is the one WaveSpeed's public docs describe (wavespeed.ai/docs). Modules: `errors` (the
+WaveSpeedError hierarchy), `models` (Prediction, timestamps and task error codes), `policies`
+(retries, polling, timeouts) and `client` (WaveSpeedClient and its request machinery). Import
+from `bot.wavespeed` itself.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from bot.wavespeed.client import (
     CLIENT_NAME,
     DEFAULT_BASE_URL,
+    HISTORY_MAX_PAGE_SIZE,
+    HISTORY_RETENTION,
     MODEL_ID,
     RETRYABLE_HTTP,
     WaveSpeedClient,
@@ -28,13 +31,21 @@ from bot.wavespeed.errors import (
     TransientError,
     WaveSpeedError,
 )
-from bot.wavespeed.models import FINAL_STATUSES, KNOWN_STATUSES, Prediction, parse_task_code
+from bot.wavespeed.models import (
+    FINAL_STATUSES,
+    KNOWN_STATUSES,
+    Prediction,
+    parse_task_code,
+    parse_timestamp,
+)
 from bot.wavespeed.policies import PollPolicy, RetryPolicy, Timeouts, parse_retry_after
 
 __all__ = [
     "CLIENT_NAME",
     "DEFAULT_BASE_URL",
     "FINAL_STATUSES",
+    "HISTORY_MAX_PAGE_SIZE",
+    "HISTORY_RETENTION",
     "KNOWN_STATUSES",
     "MODEL_ID",
     "RETRYABLE_HTTP",
@@ -57,4 +68,5 @@ __all__ = [
     "WaveSpeedError",
     "parse_retry_after",
     "parse_task_code",
+    "parse_timestamp",
 ]

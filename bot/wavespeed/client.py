@@ -1,4 +1,4 @@
-"""WaveSpeedClient for Wan 2.6 Image-to-Video Flash: submit, poll, upload, download.
+"""WaveSpeedClient for Wan 2.6 Image-to-Video Flash: submit, poll, upload, download, history.
 
 Also its request machinery: retries, envelope reading and the mapping of status codes to errors.
 One aiohttp session is shared by every call; the API key is sent only to `base_url` and never
@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, Self
 
@@ -44,6 +45,10 @@ DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 CLIENT_NAME = "wanbot"
 
 RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
+# The prediction history keeps 7 days and pages of at most 100 (WaveSpeed's Predictions API docs,
+# wavespeed.ai/docs/predictions-api).
+HISTORY_RETENTION = timedelta(days=7)
+HISTORY_MAX_PAGE_SIZE = 100
 
 _MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
 _MAX_SERVER_TEXT = 300
@@ -209,6 +214,60 @@ class WaveSpeedClient:
         except _Unreadable:
             raise TransientError("WaveSpeed sent an unreadable result") from None
 
+    async def history(self, page: int, page_size: int = HISTORY_MAX_PAGE_SIZE) -> list[Prediction]:
+        """One page (from 1) of the account's tasks of the last 7 days, API and web ones alike,
+        newest first (POST /api/v3/predictions).
+
+        Reading it changes nothing, so it is retried like a GET. Meant for finding tasks, not for
+        polling one (WaveSpeed's docs say so). An answer with an unreadable item raises
+        TransientError rather than leaving the item out, so no task goes unseen.
+        """
+        payload = json.dumps({"page": page, "page_size": page_size}).encode()
+        reply = await self._idempotent(
+            "POST",
+            f"{self.base_url}/api/v3/predictions",
+            self.timeouts.read_s,
+            lambda: payload,
+            content_type="application/json",
+        )
+        try:
+            return _history_items(self._data(reply))
+        except _Unreadable:
+            raise TransientError("WaveSpeed sent an unreadable history page") from None
+
+    async def find_tasks(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        model: str | None = None,
+        max_pages: int = 10,
+    ) -> list[Prediction]:
+        """The tasks of `model` (default: this client's) created within [since, until], newest
+        first, read from the history.
+
+        Used to learn whether a submit whose answer was lost created a task. Only a normal return
+        proves that a task is absent: every error means "unknown". Pages are read until one holds
+        a task created before `since` or is short; reaching `max_pages` first raises
+        TransientError, and so does a task of `model` without a readable `created_at`. Widen the
+        window by the possible clock difference with WaveSpeed. `since` must be aware and within
+        the history's 7 days, else ValueError.
+        """
+        if since.tzinfo is None or until.tzinfo is None:
+            raise ValueError("since and until must be timezone-aware")
+        if since < datetime.now(UTC) - HISTORY_RETENTION:
+            raise ValueError("the history keeps only 7 days: it cannot tell what existed before")
+        wanted = self.model_id if model is None else model
+        found: list[Prediction] = []
+        for page in range(1, max_pages + 1):
+            items = await self.history(page, HISTORY_MAX_PAGE_SIZE)
+            found += _created_within(items, wanted, since, until)
+            if len(items) < HISTORY_MAX_PAGE_SIZE or _reaches(items, since):
+                return found
+        raise TransientError(
+            f"WaveSpeed's history: {max_pages} pages did not reach back to {since.isoformat()}"
+        )
+
     async def upload(self, data: bytes, filename: str, content_type: str) -> str:
         """Upload a file to WaveSpeed's media store and return its download URL."""
 
@@ -322,10 +381,17 @@ class WaveSpeedClient:
         url: str,
         timeout_s: float,
         data: Callable[[], Any] | None = None,
+        *,
+        content_type: str | None = None,
     ) -> _Reply:
         """A request that is safe to repeat: retried on 429/5xx/timeouts/connection errors."""
         outcome = await self._call(
-            method, url, retry_if=_retry_idempotent, timeout_s=timeout_s, data=data
+            method,
+            url,
+            retry_if=_retry_idempotent,
+            timeout_s=timeout_s,
+            data=data,
+            content_type=content_type,
         )
         return self._settled(outcome)
 
@@ -424,6 +490,42 @@ class WaveSpeedClient:
 
 class _Unreadable(Exception):
     """A success answer without the data it should carry (the caller decides what that means)."""
+
+
+def _history_items(data: dict[str, Any]) -> list[Prediction]:
+    """The predictions of a history page's `data`; a null `items` is an empty page."""
+    items = data.get("items")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise _Unreadable
+    try:
+        return [Prediction.model_validate(item) for item in items]
+    except ValidationError:
+        raise _Unreadable from None
+
+
+def _created_within(
+    items: list[Prediction], model: str, since: datetime, until: datetime
+) -> list[Prediction]:
+    """The items of `model` created within [since, until]; an undated one raises TransientError
+    (it might be the task looked for)."""
+    found = []
+    for item in items:
+        if item.model != model:
+            continue
+        created = item.created
+        if created is None:
+            raise TransientError(f"WaveSpeed's history: task {item.id} has no readable created_at")
+        if since <= created <= until:
+            found.append(item)
+    return found
+
+
+def _reaches(items: list[Prediction], since: datetime) -> bool:
+    """Whether a page holds a task created before `since`: the history is newest first, so the
+    following pages hold only older ones."""
+    return any(item.created is not None and item.created < since for item in items)
 
 
 def _error_for(code: int, message: str, retry_after: float | None) -> WaveSpeedError:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-# How many times the job runner may resubmit after a task error code (0 = never), from the code
-# table of ../shared/wavespeed-api.md.
+# How many times the job runner may resubmit after a task error code (0 = never). The codes are
+# WaveSpeed's (wavespeed.ai/docs/error-codes, which says to try 5xxx ones again later).
 # 1403/1405 "task execution failed": maybe once. 5000/5003/5004 internal/unavailable/timeout: yes.
 TASK_CODE_RETRIES: dict[int, int] = {1403: 1, 1405: 1, 5000: 3, 5003: 3, 5004: 3}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -51,6 +52,11 @@ class Prediction(BaseModel):
         return int(value) if isinstance(value, str) and value.strip().isdigit() else None
 
     @property
+    def created(self) -> datetime | None:
+        """`created_at` as an aware UTC datetime; None if it is missing or unreadable."""
+        return parse_timestamp(self.created_at)
+
+    @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
@@ -76,6 +82,21 @@ class Prediction(BaseModel):
         if self.task_code is not None and self.task_code not in (0, 200):
             return self.task_code
         return parse_task_code(self.error)
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime (no offset = UTC); None if absent or unreadable.
+
+    WaveSpeed writes nanoseconds ("2025-05-19T06:09:15.948268264Z"); datetime.fromisoformat
+    takes them since Python 3.11, dropping the digits past microseconds.
+    """
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def parse_task_code(text: str | None) -> int | None:

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,13 @@ LOADING = 1 << 7
 IS_COMPONENTS_V2 = 1 << 15
 #: Flags an author may set: SUPPRESS_EMBEDS, EPHEMERAL, SUPPRESS_NOTIFICATIONS, COMPONENTS_V2.
 SETTABLE_FLAGS = (1 << 2) | EPHEMERAL | (1 << 12) | IS_COMPONENTS_V2
+
+#: How a message's text mentions a user (``<@id>``, legacy ``<@!id>``), a role, or everyone.
+USER_MENTION = re.compile(r"<@!?(\d+)>")
+ROLE_MENTION = re.compile(r"<@&(\d+)>")
+EVERYONE_MENTION = re.compile(r"@(?:everyone|here)")
+#: The values ``allowed_mentions.parse`` accepts.
+MENTION_KINDS = ("everyone", "users", "roles")
 
 #: Upload limit per file by boost tier (discord.py's ``Guild._PREMIUM_GUILD_LIMITS``).
 TIER_FILESIZE_LIMIT = {0: 10 * MIB, 1: 10 * MIB, 2: 50 * MIB, 3: 100 * MIB}
@@ -203,6 +211,8 @@ class Channel:
     nsfw: bool = False
     bot_can_send: bool = True
     bot_can_attach: bool = True
+    bot_can_view: bool = True
+    bot_can_read_history: bool = True
     recipient: dict[str, Any] | None = None
     parent_id: int | None = None
     owner_id: int | None = None
@@ -216,9 +226,16 @@ class Channel:
     @property
     def bot_denied(self) -> int:
         """Permission bits a member overwrite takes away from the bot here."""
-        return (0 if self.bot_can_send else SEND_MESSAGES) | (
-            0 if self.bot_can_attach else ATTACH_FILES
+        allowed = (
+            (self.bot_can_send, SEND_MESSAGES),
+            (self.bot_can_attach, ATTACH_FILES),
+            (self.bot_can_view, VIEW_CHANNEL),
+            (self.bot_can_read_history, READ_MESSAGE_HISTORY),
         )
+        denied = 0
+        for can, bit in allowed:
+            denied |= 0 if can else bit
+        return denied
 
     def to_payload(self, *, permissions: int | None = None) -> dict[str, Any]:
         """Discord channel object (``permissions`` is added in interaction payloads)."""
@@ -372,9 +389,55 @@ class FakeAttachment:
         return payload
 
 
+@dataclass(frozen=True)
+class Pings:
+    """Who a message notifies: users, roles, and whether @everyone/@here."""
+
+    users: frozenset[int] = frozenset()
+    roles: frozenset[int] = frozenset()
+    everyone: bool = False
+
+
+def compute_pings(
+    text: str, allowed_mentions: dict[str, Any] | None, replied_user_id: int | None
+) -> Pings:
+    """Who ``text`` pings under Discord's allowed-mentions rules.
+
+    Without ``allowed_mentions`` every mention in the text pings, and a reply pings the replied
+    user. With it, a mention pings only when ``parse`` names its kind or the ``users``/``roles``
+    list names it (and the text still mentions it: the lists never add pings the text lacks),
+    and a reply pings the replied user only with ``replied_user: true``.
+
+    Deliberately not applied: the author's Mention Everyone permission and a role's
+    ``mentionable`` flag, which decide on Discord whether @everyone and role mentions notify.
+    The result is what the payload permits, i.e. what pings once a server grants those rights.
+    """
+    users = {int(i) for i in USER_MENTION.findall(text)}
+    roles = {int(i) for i in ROLE_MENTION.findall(text)}
+    everyone = EVERYONE_MENTION.search(text) is not None
+    replied = replied_user_id is not None
+    if allowed_mentions is not None:
+        parse = set(allowed_mentions.get("parse") or [])
+        if "users" not in parse:
+            users &= {int(i) for i in allowed_mentions.get("users") or []}
+        if "roles" not in parse:
+            roles &= {int(i) for i in allowed_mentions.get("roles") or []}
+        everyone = everyone and "everyone" in parse
+        replied = replied and bool(allowed_mentions.get("replied_user"))
+    if replied and replied_user_id is not None:
+        users.add(replied_user_id)
+    return Pings(frozenset(users), frozenset(roles), everyone)
+
+
 @dataclass(eq=False)
 class FakeMessage:
-    """A message in the fake's store; ``history`` holds a snapshot from before each edit."""
+    """A message in the fake's store; ``history`` holds a snapshot from before each edit.
+
+    ``pinged_users``/``pinged_roles``/``pinged_everyone`` say who the message notifies, as of its
+    latest create or content edit (see :func:`compute_pings`); ``mentions`` are the pinged users'
+    objects, as Discord lists them. ``nonce`` is the create request's nonce, if it had one;
+    ``nonce_replays`` counts later creates with ``enforce_nonce`` answered with this message.
+    """
 
     id: int
     channel_id: int
@@ -392,6 +455,32 @@ class FakeMessage:
     interaction_metadata: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     deleted: bool = False
+    nonce: int | str | None = None
+    nonce_replays: int = 0
+    reference: FakeMessage | None = field(default=None, repr=False)
+    pinged_users: set[int] = field(default_factory=set)
+    pinged_roles: set[int] = field(default_factory=set)
+    pinged_everyone: bool = False
+    mentions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def created_at(self) -> float:
+        """Creation time (Unix seconds on the fake's clock), from the snowflake like Discord."""
+        return ((self.id >> 22) + DISCORD_EPOCH_MS) / 1000
+
+    @property
+    def mention_text(self) -> str:
+        """The text mentions are parsed from: the content, and text displays in components v2."""
+        if not self.flags & IS_COMPONENTS_V2:
+            return self.content
+        texts = [c.get("content") or "" for c in self.iter_components() if c.get("type") == 10]
+        return "\n".join([self.content, *texts])
+
+    def set_pings(self, pings: Pings) -> None:
+        """Record who the message notifies."""
+        self.pinged_users = set(pings.users)
+        self.pinged_roles = set(pings.roles)
+        self.pinged_everyone = pings.everyone
 
     @property
     def ephemeral(self) -> bool:
@@ -433,11 +522,18 @@ class FakeMessage:
         """The component with this ``custom_id``, if the message has one."""
         return next((c for c in self.iter_components() if c.get("custom_id") == custom_id), None)
 
-    def to_payload(self) -> dict[str, Any]:
-        """Discord message object."""
+    @property
+    def message_type(self) -> int:
+        """Message type: 20 for an interaction response, 19 for a reply, else 0 (default)."""
+        if self.interaction_metadata is not None:
+            return 20
+        return 0 if self.reference is None else 19
+
+    def to_payload(self, *, nested: bool = False) -> dict[str, Any]:
+        """Discord message object (``nested``: as a ``referenced_message``, without its own)."""
         payload: dict[str, Any] = {
             "id": str(self.id),
-            "type": 0 if self.interaction_metadata is None else 20,
+            "type": self.message_type,
             "channel_id": str(self.channel_id),
             "author": self.author,
             "content": self.content,
@@ -445,9 +541,9 @@ class FakeMessage:
             "components": self.components,
             "attachments": [a.to_payload() for a in self.attachments],
             "flags": self.flags,
-            "mentions": [],
-            "mention_roles": [],
-            "mention_everyone": False,
+            "mentions": self.mentions,
+            "mention_roles": [str(r) for r in sorted(self.pinged_roles)],
+            "mention_everyone": self.pinged_everyone,
             "pinned": False,
             "tts": False,
             "timestamp": self.timestamp,
@@ -460,7 +556,22 @@ class FakeMessage:
             payload["application_id"] = str(self.webhook_id)
         if self.interaction_metadata is not None:
             payload["interaction_metadata"] = self.interaction_metadata
+        if self.reference is not None and not nested:
+            payload.update(self._reference_payload(self.reference))
         return payload
+
+    @staticmethod
+    def _reference_payload(reference: FakeMessage) -> dict[str, Any]:
+        """A reply's ``message_reference``, and the replied message unless it was deleted."""
+        ref: dict[str, Any] = {
+            "type": 0,
+            "message_id": str(reference.id),
+            "channel_id": str(reference.channel_id),
+        }
+        if reference.guild_id is not None:
+            ref["guild_id"] = str(reference.guild_id)
+        replied = None if reference.deleted else reference.to_payload(nested=True)
+        return {"message_reference": ref, "referenced_message": replied}
 
 
 @dataclass(eq=False)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import mimetypes
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -16,7 +19,10 @@ from tests.fakes.discord_models import (
     EPHEMERAL,
     IS_COMPONENTS_V2,
     LOADING,
+    MENTION_KINDS,
     MIB,
+    READ_MESSAGE_HISTORY,
+    VIEW_CHANNEL,
     Channel,
     FakeInteraction,
     FakeMessage,
@@ -69,6 +75,62 @@ def form_error(path: str, code: str, message: str) -> DiscordError:
 
 
 MISSING_PERMISSIONS = DiscordError(403, 50013, "Missing Permissions")
+MISSING_ACCESS = DiscordError(403, 50001, "Missing Access")
+#: Longest string nonce Discord accepts.
+NONCE_MAX_LENGTH = 25
+#: Most ids ``allowed_mentions.users`` / ``.roles`` may list.
+ALLOWED_MENTIONS_MAX_IDS = 100
+HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT = 50, 100
+
+
+@dataclass(eq=False)
+class Fault:
+    """A misbehaviour injected for the next ``remaining`` requests matching ``method`` and
+    ``pattern`` (see ``FakeDiscord.fail_next``, ``delay_next`` and ``hold_next``).
+
+    ``hits`` counts the requests it caught so far; it is incremented when a request reaches the
+    fault's pause point (after the normal processing when ``after_processing``), before any delay
+    or hold, so ``await fake.wait_for_fault(fault)`` returns once a request is being held.
+    """
+
+    method: str
+    pattern: re.Pattern[str]
+    remaining: int
+    status: int | None = None
+    code: int = 0
+    message: str = ""
+    after_processing: bool = False
+    delay_s: float = 0.0
+    held: bool = False
+    hits: int = 0
+    _released: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether it still applies to this request (``path`` without ``/api/v10``)."""
+        return (
+            self.remaining > 0 and self.method == method and self.pattern.fullmatch(path) is not None
+        )
+
+    def release(self) -> None:
+        """Answer the requests it holds, and stop holding later ones."""
+        self._released.set()
+
+    @property
+    def error(self) -> DiscordError | None:
+        """The injected error answer, or None to give the normal answer."""
+        if self.status is None:
+            return None
+        message = self.message or f"{self.status}: {HTTPStatus(self.status).phrase}"
+        return DiscordError(self.status, self.code, message)
+
+    async def pause(self, stopping: asyncio.Event) -> None:
+        """Wait ``delay_s``, then, if held, until released; the fake stopping ends both waits."""
+        if self.delay_s > 0:
+            # Waiting on ``stopping`` rather than sleeping lets the server shut down promptly.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.delay_s)
+        if self.held:
+            await self._released.wait()
 
 
 @dataclass
@@ -143,11 +205,129 @@ def check_components(
             seen.add(custom_id)
 
 
+def check_allowed_mentions(allowed: Any) -> None:
+    """What Discord rejects in ``allowed_mentions``: unknown ``parse`` kinds, a kind both parsed
+    and listed, more than 100 ids."""
+    if allowed is None:
+        return
+    if not isinstance(allowed, dict):
+        raise form_error(
+            "allowed_mentions", "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType"
+        )
+    parse = allowed.get("parse") or []
+    for index, kind in enumerate(parse):
+        if kind not in MENTION_KINDS:
+            raise form_error(
+                f"allowed_mentions.parse.{index}",
+                "BASE_TYPE_CHOICES",
+                "Value must be one of {'everyone', 'users', 'roles'}.",
+            )
+    for kind in ("users", "roles"):
+        listed = allowed.get(kind)
+        if listed is None:
+            continue
+        if kind in parse:
+            raise form_error(
+                "allowed_mentions",
+                "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+            )
+        if len(listed) > ALLOWED_MENTIONS_MAX_IDS:
+            raise form_error(
+                f"allowed_mentions.{kind}", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length."
+            )
+
+
+def check_nonce(payload: dict[str, Any]) -> tuple[int | str | None, bool]:
+    """The create payload's ``nonce`` (an integer, or a string of at most 25 characters) and
+    ``enforce_nonce`` (a boolean, default false)."""
+    nonce = payload.get("nonce")
+    if nonce is not None:
+        # JSON true/false arrive as bool, which Python counts as int.
+        if isinstance(nonce, bool) or not isinstance(nonce, int | str):
+            # The inner error code is the fake's own; the 400 50035 envelope is Discord's.
+            raise form_error("nonce", "NONCE_TYPE_INVALID", "Must be an integer or a string.")
+        if isinstance(nonce, str) and len(nonce) > NONCE_MAX_LENGTH:
+            raise form_error(
+                "nonce", "BASE_TYPE_MAX_LENGTH", f"Must be {NONCE_MAX_LENGTH} or fewer in length."
+            )
+    enforce = payload.get("enforce_nonce", False)
+    if not isinstance(enforce, bool):
+        raise form_error("enforce_nonce", "BASE_TYPE_BOOLEAN", "Must be either true or false.")
+    return nonce, enforce
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """``GET /channels/{id}/messages``'s query: a page size and at most one anchor."""
+
+    limit: int
+    around: int | None = None
+    before: int | None = None
+    after: int | None = None
+
+    def page(self, messages: list[FakeMessage]) -> list[FakeMessage]:
+        """The page of ``messages`` (oldest first) it selects, newest first like Discord.
+
+        ``after`` takes the ``limit`` messages right after the anchor (the oldest ones), the others
+        the newest ones before it; ``around`` takes ``limit // 2`` after the anchor and the rest up
+        to and including it.
+        """
+        if self.around is not None:
+            newer = [m for m in messages if m.id > self.around][: self.limit // 2]
+            older = [m for m in messages if m.id <= self.around]
+            older = older[len(older) - (self.limit - self.limit // 2) :] if older else []
+            chosen = older + newer
+        elif self.after is not None:
+            chosen = [m for m in messages if m.id > self.after][: self.limit]
+        else:
+            below = [m for m in messages if self.before is None or m.id < self.before]
+            chosen = below[max(0, len(below) - self.limit) :]
+        return chosen[::-1]
+
+
+def parse_history_query(query: Mapping[str, str]) -> HistoryQuery:
+    """Validate ``limit`` (1-100, default 50) and the ``before``/``after``/``around`` snowflakes.
+
+    Discord documents the anchors as mutually exclusive but does not refuse several; the fake
+    then uses one of them, ``around`` over ``after`` over ``before`` (reports say ``after`` wins).
+    """
+    raw_limit = query.get("limit")
+    limit = HISTORY_DEFAULT_LIMIT if raw_limit is None else _integer("limit", raw_limit, "int")
+    if limit < 1:
+        raise form_error(
+            "limit", "NUMBER_TYPE_MIN", "int value should be greater than or equal to 1."
+        )
+    if limit > HISTORY_MAX_LIMIT:
+        raise form_error(
+            "limit",
+            "NUMBER_TYPE_MAX",
+            f"int value should be less than or equal to {HISTORY_MAX_LIMIT}.",
+        )
+    anchors = {
+        key: _integer(key, query[key], "snowflake")
+        for key in ("around", "after", "before")
+        if key in query
+    }
+    for key in ("around", "after", "before"):
+        if key in anchors:
+            return HistoryQuery(limit, **{key: anchors[key]})
+    return HistoryQuery(limit)
+
+
+def _integer(key: str, raw: str, kind: str) -> int:
+    """``raw`` as a non-negative integer, or Discord's coercion error for the query key."""
+    if not raw.isdigit():
+        raise form_error(key, "NUMBER_TYPE_COERCE", f'Value "{raw}" is not {kind}.')
+    return int(raw)
+
+
 def check_message(
     payload: dict[str, Any], files: dict[int, Upload], limit: int, *, creating: bool
 ) -> None:
     """What Discord rejects in a message create or edit."""
     check_size(files, limit)
+    check_allowed_mentions(payload.get("allowed_mentions"))
     content = payload.get("content") or ""
     if len(content) > 2000:
         raise form_error("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")

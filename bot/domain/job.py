@@ -1,0 +1,96 @@
+"""The job model: who asked, what a job row holds, ledger rows, and what a member waits through.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bot.domain.lifecycle import FailureKind, JobState, Settlement
+
+
+@dataclass(frozen=True)
+class JobOwner:
+    """Who asked, and where the result goes. The CLI uses guild 0, member 0, channel 0."""
+
+    guild_id: int
+    channel_id: int
+    member_id: int
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as stored: the jobs row plus how its money was settled (from the ledger)."""
+
+    id: int
+    guild_id: int
+    channel_id: int
+    member_id: int
+    request_json: str  # GenerationRequest.model_dump_json()
+    price_micro: int
+    period_key: str
+    state: JobState
+    failure_kind: FailureKind | None
+    prediction_id: str | None
+    wavespeed_status: str | None
+    output_url: str | None
+    has_nsfw: bool
+    inference_ms: int | None
+    error_code: int | None
+    error_message: str | None  # what the member is told; never parsed back
+    result_channel_id: int | None  # where the video was posted
+    result_message_id: int | None  # the message that carries the video
+    post_attempts: int  # posts begun; more than one means one may have landed before a restart
+    created_at: datetime
+    submit_started_at: datetime | None
+    submit_ended_at: datetime | None
+    hold_until: datetime | None  # an uncertain submit's reservation is refunded by then
+    submitted_at: datetime | None
+    finished_at: datetime | None  # settled
+    delivered_at: datetime | None  # the member saw the outcome (video, or why there is none)
+    settlement: Settlement | None = None
+
+    @property
+    def owner(self) -> JobOwner:
+        return JobOwner(self.guild_id, self.channel_id, self.member_id)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One append-only ledger row. Kinds: reserve, charge, refund, grant, limit."""
+
+    id: int
+    guild_id: int
+    member_id: int  # 0 = the server as a whole
+    kind: str
+    amount_micro: int
+    period_key: str
+    job_id: int | None
+    actor_id: int | None
+    note: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MemberUsage:
+    """A member's spend in a period, for /usage."""
+
+    member_id: int
+    spent_micro: int
+    jobs: int
+
+
+class Stage(StrEnum):
+    """What a member sees while waiting."""
+
+    UPLOADING = "uploading to WaveSpeed"
+    CHECKING = "checking with WaveSpeed"
+    QUEUED = "queued at WaveSpeed"
+    GENERATING = "generating"
+    DOWNLOADING = "downloading the video"
+
+
+STAGE_OF_STATUS = {"created": Stage.QUEUED, "processing": Stage.GENERATING}
