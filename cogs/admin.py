@@ -12,22 +12,20 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.domain.access import (
-    MAX_ENTRIES,
-    VIDEO_CHANNELS_KEY,
-    VIDEO_ROLES_KEY,
-    TooManyEntries,
-    VideoAccess,
-    format_ids,
-    load_access,
-    with_id,
-    without_id,
-)
+from bot.domain.access import MAX_ENTRIES, TooManyEntries, VideoAccess, with_id, without_id
 from bot.domain.budget import period_key
-from bot.domain.pricing import format_usd
-from cogs import texts
-from cogs.delivery import LOG_CHANNEL_KEY, NSFW_POLICY_KEY
 from bot.domain.job import LedgerEntry
+from bot.domain.pricing import format_usd
+from bot.domain.server_settings import (
+    LOG_CHANNEL,
+    NSFW_POLICY,
+    VIDEO_CHANNELS,
+    VIDEO_ROLES,
+    NsfwPolicy,
+    ServerSetting,
+)
+from cogs import texts
+from storage.server_settings import load_setting, load_video_access, save_setting
 
 if TYPE_CHECKING:
     from bot.app import WanBot
@@ -36,6 +34,7 @@ TOP_MEMBERS = 10
 #: Where /video can be allowed: text channels (and their threads), voice channels' chat, forums
 #: (their posts are threads), or one thread.
 VideoPlace = discord.TextChannel | discord.VoiceChannel | discord.ForumChannel | discord.Thread
+IdList = ServerSetting[tuple[int, ...]]  # VIDEO_CHANNELS or VIDEO_ROLES
 CSV_COLUMNS = (
     "id",
     "created_at",
@@ -170,17 +169,16 @@ class AdminCog(commands.Cog, name="Admin"):
         self,
         interaction: discord.Interaction,
         log_channel: discord.TextChannel | None = None,
+        # a Literal of NsfwPolicy's values: an enum here would show its member names as choices
         nsfw_videos: Literal["spoiler", "withhold"] | None = None,
     ) -> None:
         """Change the given settings, then show all of them."""
         assert interaction.guild_id is not None
         storage = self.bot.services.storage
         if log_channel is not None:
-            await storage.set_guild_setting(
-                interaction.guild_id, LOG_CHANNEL_KEY, str(log_channel.id)
-            )
+            await save_setting(storage, interaction.guild_id, LOG_CHANNEL, log_channel.id)
         if nsfw_videos is not None:
-            await storage.set_guild_setting(interaction.guild_id, NSFW_POLICY_KEY, nsfw_videos)
+            await save_setting(storage, interaction.guild_id, NSFW_POLICY, NsfwPolicy(nsfw_videos))
         unreachable = log_channel is not None and not can_post(log_channel)
         await self._reply(interaction, log_unreachable=unreachable)
 
@@ -192,7 +190,7 @@ class AdminCog(commands.Cog, name="Admin"):
     async def add_channel(self, interaction: discord.Interaction, channel: VideoPlace) -> None:
         """Add a channel to the allowed list."""
         before = (await self._access(interaction)).channel_ids
-        after = await self._add(interaction, VIDEO_CHANNELS_KEY, before, channel.id, "channels")
+        after = await self._add(interaction, VIDEO_CHANNELS, before, channel.id, "channels")
         change = (
             f"{channel.mention} was already allowed."
             if after == before
@@ -216,7 +214,7 @@ class AdminCog(commands.Cog, name="Admin"):
         before = (await self._access(interaction)).channel_ids
         await self._remove(
             interaction,
-            VIDEO_CHANNELS_KEY,
+            VIDEO_CHANNELS,
             before,
             channel.id,
             channel.mention,
@@ -229,7 +227,7 @@ class AdminCog(commands.Cog, name="Admin"):
     @app_commands.checks.has_permissions(manage_guild=True)
     async def clear_channels(self, interaction: discord.Interaction) -> None:
         """Empty the allowed-channel list."""
-        await self._store(interaction, VIDEO_CHANNELS_KEY, ())
+        await self._store(interaction, VIDEO_CHANNELS, ())
         await self._reply(interaction, change="✅ /video works in every channel again.")
 
     @video_roles.command(name="add", description="Let members with a role make videos (admins)")
@@ -240,7 +238,7 @@ class AdminCog(commands.Cog, name="Admin"):
     async def add_role(self, interaction: discord.Interaction, role: discord.Role) -> None:
         """Add a role to the required list."""
         before = (await self._access(interaction)).role_ids
-        after = await self._add(interaction, VIDEO_ROLES_KEY, before, role.id, "roles")
+        after = await self._add(interaction, VIDEO_ROLES, before, role.id, "roles")
         if after == before:
             change = f"{role.mention} was already listed."
         else:
@@ -257,7 +255,7 @@ class AdminCog(commands.Cog, name="Admin"):
         before = (await self._access(interaction)).role_ids
         await self._remove(
             interaction,
-            VIDEO_ROLES_KEY,
+            VIDEO_ROLES,
             before,
             role.id,
             role.mention,
@@ -268,13 +266,13 @@ class AdminCog(commands.Cog, name="Admin"):
     @app_commands.checks.has_permissions(manage_guild=True)
     async def clear_roles(self, interaction: discord.Interaction) -> None:
         """Empty the required-role list."""
-        await self._store(interaction, VIDEO_ROLES_KEY, ())
+        await self._store(interaction, VIDEO_ROLES, ())
         await self._reply(interaction, change="✅ Every member can make videos again.")
 
     async def _add(
         self,
         interaction: discord.Interaction,
-        key: str,
+        setting: IdList,
         before: tuple[int, ...],
         new_id: int,
         things: str,
@@ -286,13 +284,13 @@ class AdminCog(commands.Cog, name="Admin"):
             raise app_commands.AppCommandError(
                 f"At most {MAX_ENTRIES} {things} can be listed. Remove one first."
             ) from None
-        await self._store(interaction, key, after)
+        await self._store(interaction, setting, after)
         return after
 
     async def _remove(
         self,
         interaction: discord.Interaction,
-        key: str,
+        setting: IdList,
         before: tuple[int, ...],
         old_id: int,
         mention: str,
@@ -301,7 +299,7 @@ class AdminCog(commands.Cog, name="Admin"):
     ) -> None:
         """Store `before` without `old_id` and say what changed."""
         after = without_id(before, old_id)
-        await self._store(interaction, key, after)
+        await self._store(interaction, setting, after)
         if after == before:
             change = f"{mention} wasn't listed."
         elif after:
@@ -312,15 +310,14 @@ class AdminCog(commands.Cog, name="Admin"):
 
     async def _access(self, interaction: discord.Interaction) -> VideoAccess:
         assert interaction.guild_id is not None
-        return await load_access(self.bot.services.storage, interaction.guild_id)
+        return await load_video_access(self.bot.services.storage, interaction.guild_id)
 
     async def _store(
-        self, interaction: discord.Interaction, key: str, ids: tuple[int, ...]
+        self, interaction: discord.Interaction, setting: IdList, ids: tuple[int, ...]
     ) -> None:
+        """Store a channel or role list (an empty one is deleted: back to no restriction)."""
         assert interaction.guild_id is not None
-        await self.bot.services.storage.set_guild_setting(
-            interaction.guild_id, key, format_ids(ids)
-        )
+        await save_setting(self.bot.services.storage, interaction.guild_id, setting, ids)
 
     async def _reply(
         self, interaction: discord.Interaction, *, change: str = "", log_unreachable: bool = False
@@ -329,18 +326,18 @@ class AdminCog(commands.Cog, name="Admin"):
         assert interaction.guild_id is not None and interaction.guild is not None
         guild = interaction.guild
         storage = self.bot.services.storage
-        log_id = await storage.get_guild_setting(guild.id, LOG_CHANNEL_KEY)
-        policy = await storage.get_guild_setting(guild.id, NSFW_POLICY_KEY)
-        access = await load_access(storage, guild.id)
+        log_id = await load_setting(storage, guild.id, LOG_CHANNEL)
+        policy = await load_setting(storage, guild.id, NSFW_POLICY)
+        access = await load_video_access(storage, guild.id)
         gone = {i for i in access.channel_ids if guild.get_channel_or_thread(i) is None}
         gone |= {i for i in access.role_ids if guild.get_role(i) is None}
-        where = f"<#{log_id}>" if log_id else "nowhere yet (set log_channel)"
+        where = f"<#{log_id}>" if log_id is not None else "nowhere yet (set log_channel)"
         if log_unreachable:
             where += " — ⚠️ but I can't post there: give me View Channel and Send Messages in it"
         lines = [change] if change else []
         lines += [
             f"Admin notices go to {where}.",
-            f"NSFW-flagged videos outside age-restricted channels: **{policy or 'spoiler'}**.",
+            f"NSFW-flagged videos outside age-restricted channels: **{policy}**.",
             texts.access_summary(access, gone),
         ]
         await interaction.response.send_message(

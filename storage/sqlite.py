@@ -71,14 +71,15 @@ _MOVABLE_COLUMNS = frozenset(
         "hold_until",
     }
 )
-# The moment each state is reached is stamped into this column.
-_STAMP_ON_ENTERING = {
-    JobState.SUBMITTING: "submit_started_at",
-    JobState.UNCERTAIN: "submit_ended_at",
-    JobState.SUBMITTED: "submitted_at",
-    JobState.DELIVERED: "delivered_at",
-    JobState.FAILED: "finished_at",
-    JobState.CLOSED: "delivered_at",
+# The moment each state is reached is stamped into these columns. Entering `delivered` both
+# settles the job (finished_at) and shows the member its outcome (delivered_at).
+_STAMPS_ON_ENTERING: dict[JobState, tuple[str, ...]] = {
+    JobState.SUBMITTING: ("submit_started_at",),
+    JobState.UNCERTAIN: ("submit_ended_at",),
+    JobState.SUBMITTED: ("submitted_at",),
+    JobState.DELIVERED: ("finished_at", "delivered_at"),
+    JobState.FAILED: ("finished_at",),
+    JobState.CLOSED: ("delivered_at",),
 }
 
 # One budget in one period. :whole_server selects every member's reserve/charge/refund rows;
@@ -414,7 +415,7 @@ class SqliteStorage:
         columns: dict[str, object] = {"state": to.value}
         for name, value in changes.items():
             columns[name] = _utc_text(value) if isinstance(value, datetime) else value
-        if stamp := _STAMP_ON_ENTERING.get(to):
+        for stamp in _STAMPS_ON_ENTERING.get(to, ()):
             columns[stamp] = _utc_text(now)
         async with self._transaction() as db:
             job = await self._fetch_job(db, job_id)

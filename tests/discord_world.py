@@ -50,18 +50,22 @@ class World:
         image: bytes | None = None,
         filename: str = "cat.png",
         content_type: str | None = "image/png",
+        audio: tuple[str, bytes] | None = None,
         channel_id: int = CHANNEL,
         user_id: int = MEMBER,
         attachment_size_limit: int = 10 * 1024 * 1024,
         **options: Any,
     ) -> FakeInteraction:
-        """Invoke /video with an image attachment and the given options."""
+        """Invoke /video with an image, optionally an audio file (filename, bytes), and options."""
         data = tiny_png() if image is None else image
         attachment = self.discord.add_attachment(filename, data, content_type)
         typed = [
             {"name": "image", "type": 11, "value": attachment},
             {"name": "prompt", "type": 3, "value": prompt},
         ]
+        if audio is not None:
+            track = self.discord.add_attachment(*audio, None)
+            typed.append({"name": "audio", "type": 11, "value": track})
         for name, value in options.items():
             kind = 5 if isinstance(value, bool) else 4 if isinstance(value, int) else 3
             typed.append({"name": name, "type": kind, "value": value})

@@ -391,7 +391,10 @@ async def test_non_json_history_body_is_refused(
 
 async def test_history_needs_the_key(fake_wavespeed: FakeWaveSpeed) -> None:
     url = f"{fake_wavespeed.base_url}/api/v3/predictions"
-    async with aiohttp.ClientSession() as bare, bare.post(url, json={"page": 1, "page_size": 1}) as r:
+    async with (
+        aiohttp.ClientSession() as bare,
+        bare.post(url, json={"page": 1, "page_size": 1}) as r,
+    ):
         assert r.status == 401
 
 

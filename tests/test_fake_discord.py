@@ -120,6 +120,17 @@ class DemoCog(commands.Cog):
         await followup.delete()
         await interaction.delete_original_response()
 
+    @app_commands.command(name="mentions")
+    async def mentions(self, interaction: discord.Interaction) -> None:
+        only_them = discord.AllowedMentions(users=[interaction.user])
+        await interaction.response.send_message(
+            f"{interaction.user.mention} @everyone", allowed_mentions=only_them
+        )
+        await interaction.followup.send(f"<@{OTHER_USER}> <@&{MOD_ROLE}> @here")
+        await interaction.edit_original_response(
+            content=f"<@{OTHER_USER}> done", allowed_mentions=discord.AllowedMentions.none()
+        )
+
     admin = app_commands.Group(name="admin", description="admin")
 
     @admin.command(name="grant")

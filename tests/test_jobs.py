@@ -15,28 +15,23 @@ from pathlib import Path
 import pytest
 
 from bot.domain.budget import BudgetExceeded, BudgetPeriod, BudgetPolicy, TooManyJobs
+from bot.domain.job import JobOwner, JobRecord, Stage
+from bot.domain.lifecycle import FailureKind, JobState
 from bot.domain.media import MediaFile
-from bot.domain.outcomes import (
-    INTERRUPTED_MESSAGE,
-    UNCONFIRMED_MESSAGE,
-    FailureKind,
-    JobFailure,
-    failure_from_error,
-)
+from bot.domain.outcomes import FIXED_MESSAGES, JobFailure
 from bot.domain.request import GenerationRequest
-from bot.runner import JobRunner, Progress, Stage, Video
+from bot.failures import failure_from_error
+from bot.runner import JobRunner, Posted, Progress, Reconciliation, Undeliverable, Video
 from bot.testing.fake_wavespeed import FakeWaveSpeed, sample_video
 from bot.wavespeed import (
     AuthError,
     PollPolicy,
-    SubmitUncertain,
     TaskFailed,
     Timeouts,
     WaveSpeedClient,
     WaveSpeedError,
 )
 from storage import SqliteStorage, open_storage
-from storage.base import JobOwner, JobRecord, JobStatus
 from tests.conftest import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, TEST_API_KEY
 from tests.fakes.images import tiny_png
 
@@ -57,10 +52,9 @@ PRICE = 125_000
 # Polls every 20–50 ms and gives up after 0.4 s: for the poll-timeout cases.
 SHORT_POLL = PollPolicy(first_delay_s=0.02, factor=1.5, max_interval_s=0.05, timeout_s=0.4)
 SHORT_SUBMIT = dataclasses.replace(FAST_TIMEOUTS, submit_s=0.3)
-FIXED_MESSAGES = {
-    FailureKind.INTERRUPTED: INTERRUPTED_MESSAGE,
-    FailureKind.UNCONFIRMED: UNCONFIRMED_MESSAGE,
-}
+# Reconciliation at test speed: look every 50 ms, refund a task absent for 0.3 s, hold ≤ 1.5 s.
+RECONCILIATION = Reconciliation(absent_after_s=0.3, hold_max_s=1.5, check_every_s=0.05, skew_s=2)
+CHANNEL_ID = 2002
 
 
 def owner(member_id: int = MEMBER) -> JobOwner:
@@ -75,29 +69,45 @@ def png_upload() -> MediaFile:
 
 
 class Recorder:
-    """A Delivery that records what the member would see. `completed_error` makes completed()
-    raise (like a Discord outage) after counting the attempt."""
+    """A Delivery that records what the member would see. `post_error` makes post_video()
+    raise (after counting the attempt); `found` is what find_post() answers."""
 
-    def __init__(self, completed_error: Exception | None = None) -> None:
+    def __init__(self, post_error: Exception | None = None, found: Posted | None = None) -> None:
         self.stages: list[Stage] = []
         self.videos: list[Video] = []
-        self.failures: list[tuple[JobFailure, bool]] = []
-        self.completed_attempts = 0
-        self._completed_error = completed_error
+        self.failures: list[JobFailure] = []
+        self.undecided_ids: list[list[str]] = []
+        self.post_attempts = 0
+        self.lookups = 0
+        self.finished = 0
+        self._post_error = post_error
+        self._found = found
 
     async def progress(self, job: JobRecord, progress: Progress) -> None:
         assert progress.elapsed_s >= 0
         self.stages.append(progress.stage)
 
-    async def completed(self, job: JobRecord, video: Video) -> int | None:
-        self.completed_attempts += 1
-        if self._completed_error is not None:
-            raise self._completed_error
+    async def post_video(self, job: JobRecord, video: Video) -> Posted:
+        self.post_attempts += 1
+        if self._post_error is not None:
+            raise self._post_error
         self.videos.append(video)
-        return MESSAGE_ID
+        return Posted(CHANNEL_ID, MESSAGE_ID)
 
-    async def failed(self, job: JobRecord, failure: JobFailure, refunded: bool) -> None:
-        self.failures.append((failure, refunded))
+    async def find_post(self, job: JobRecord) -> Posted | None:
+        self.lookups += 1
+        return self._found
+
+    async def delivered(self, job: JobRecord, video: Video) -> None:
+        assert job.state is JobState.DELIVERED  # cosmetic steps come after the record
+        self.finished += 1
+
+    async def failed(self, job: JobRecord, failure: JobFailure) -> None:
+        assert job.state is JobState.FAILED and job.settlement == "refund"  # refunded first
+        self.failures.append(failure)
+
+    async def undecided(self, job: JobRecord, candidate_ids: list[str]) -> None:
+        self.undecided_ids.append(candidate_ids)
 
     @property
     def distinct_stages(self) -> list[Stage]:
@@ -109,7 +119,7 @@ class Recorder:
         assert len(self.videos) == 1, self.videos
         return self.videos[0]
 
-    def only_failure(self) -> tuple[JobFailure, bool]:
+    def only_failure(self) -> JobFailure:
         assert self.videos == []
         assert len(self.failures) == 1, self.failures
         return self.failures[0]
@@ -145,9 +155,21 @@ class Process:
     ) -> tuple[JobRecord, Recorder]:
         """Start a job, wait for its end, and return its final record and what it told."""
         recorder = recorder or Recorder()
-        job = await self.runner.start(owner(member_id), REQUEST, recorder, uploads)
+        job = await self.start(recorder, member_id=member_id, uploads=uploads)
         await self.runner.wait(job.id)
         return await self.job(job.id), recorder
+
+    async def start(
+        self,
+        recorder: Recorder,
+        *,
+        member_id: int = MEMBER,
+        uploads: dict[str, MediaFile] | None = None,
+    ) -> JobRecord:
+        """Reserve a job and set it running, like /video does."""
+        job = await self.runner.reserve(owner(member_id), REQUEST)
+        self.runner.run(job, recorder, uploads)
+        return job
 
     async def job(self, job_id: int) -> JobRecord:
         job = await self.storage.get_job(job_id)
@@ -195,7 +217,14 @@ class World:
         client = WaveSpeedClient(
             TEST_API_KEY, self.fake.base_url, retry=FAST_RETRY, timeouts=timeouts
         )
-        runner = JobRunner(storage, client, poll=poll, max_jobs_per_member=max_jobs)
+        runner = JobRunner(
+            storage,
+            client,
+            poll=poll,
+            max_jobs_per_member=max_jobs,
+            reconciliation=RECONCILIATION,
+            download_pause_s=0.01,
+        )
         process = Process(storage, client, runner)
         self._processes.append(process)
         return process
@@ -267,8 +296,8 @@ async def test_happy_path_uploads_submits_charges_and_delivers(bot: Process, wor
     assert video.url == output_url(fake, job)
     assert video.nsfw is False and video.inference_ms is not None and video.inference_ms > 0
 
-    assert job.status is JobStatus.DELIVERED
-    assert job.result_message_id == MESSAGE_ID
+    assert job.state is JobState.DELIVERED and recorder.finished == 1
+    assert (job.result_channel_id, job.result_message_id) == (CHANNEL_ID, MESSAGE_ID)
     assert job.price_micro == PRICE
     await bot.assert_money(job, charged=True)
 
@@ -277,11 +306,11 @@ async def test_happy_path_uploads_submits_charges_and_delivers(bot: Process, wor
 async def test_budget_refusal_writes_and_sends_nothing(
     bot: Process, world: World, scope: str
 ) -> None:
-    """BudgetExceeded comes out of start(); no job, no ledger row beyond the limit, no request."""
+    """BudgetExceeded comes out of reserve(); no job, no ledger row beyond the limit, no request."""
     await bot.storage.set_allowance(GUILD, MEMBER if scope == "member" else 0, PRICE - 1, ADMIN)
 
     with pytest.raises(BudgetExceeded) as refused:
-        await bot.runner.start(owner(), REQUEST, Recorder())
+        await bot.runner.reserve(owner(), REQUEST)
 
     assert refused.value.scope == scope
     assert [e.kind for e in await bot.storage.ledger(GUILD)] == ["limit"]
@@ -294,11 +323,11 @@ async def test_too_many_jobs_per_member(world: World) -> None:
     world.fake.queue_s = 0.3
     process = await world.boot(max_jobs=2)
     recorder = Recorder()
-    jobs = [await process.runner.start(owner(), REQUEST, recorder) for _ in range(2)]
+    jobs = [await process.start(recorder) for _ in range(2)]
 
     with pytest.raises(TooManyJobs):
-        await process.runner.start(owner(), REQUEST, Recorder())
-    jobs.append(await process.runner.start(owner(MEMBER + 1), REQUEST, recorder))
+        await process.runner.reserve(owner(), REQUEST)
+    jobs.append(await process.start(recorder, member_id=MEMBER + 1))
 
     for job in jobs:
         await process.runner.wait(job.id)
@@ -313,11 +342,10 @@ async def test_too_many_jobs_per_member(world: World) -> None:
 
 @dataclass(frozen=True)
 class FailureCase:
-    """A way for a job to fail, and how it must end."""
+    """A way for a job to end without a video: always refunded, told once."""
 
     arrange: Callable[[FakeWaveSpeed], None]
     kind: FailureKind
-    refunded: bool
     message: str
     submits: int = 1  # submit requests the fake received: a submit is never blindly retried
     tasks: int = 0  # tasks the fake created
@@ -332,45 +360,40 @@ def _out_of_credit(fake: FakeWaveSpeed) -> None:
     fake.out_of_credit = True
 
 
+def _unanswered_and_history_down(fake: FakeWaveSpeed) -> None:
+    fake.fail_next("submit", 502, raw=True)
+    fake.fail_next("history", 500, times=None)
+
+
 FAILURES = {
     "401 on submit": FailureCase(
         lambda fake: fake.fail_next("submit", 401),
         FailureKind.BAD_API_KEY,
-        refunded=True,
         message="API key was refused",
         tells_admins=True,
     ),
     "out of credit": FailureCase(
-        _out_of_credit,
-        FailureKind.OUT_OF_CREDIT,
-        refunded=True,
-        message="out of credit",
-        tells_admins=True,
+        _out_of_credit, FailureKind.OUT_OF_CREDIT, message="out of credit", tells_admins=True
     ),
     "5xx envelope on submit": FailureCase(
         lambda fake: fake.fail_next("submit", 503),
         FailureKind.WAVESPEED_DOWN,
-        refunded=True,
         message="WaveSpeed is not answering",
     ),
-    "raw 502 on submit": FailureCase(
+    "raw 502 on submit, no task in the history": FailureCase(
         lambda fake: fake.fail_next("submit", 502, raw=True),
-        FailureKind.UNCONFIRMED,
-        refunded=False,
-        message=UNCONFIRMED_MESSAGE,
+        FailureKind.NOT_SUBMITTED,
+        message="never started",
     ),
-    "submit answered after the client timeout": FailureCase(
-        lambda fake: fake.slow_next("submit", 1.0),
-        FailureKind.UNCONFIRMED,
-        refunded=False,
-        message=UNCONFIRMED_MESSAGE,
-        tasks=1,
-        timeouts=SHORT_SUBMIT,
+    "raw 502 on submit, history unreadable until the hold expires": FailureCase(
+        _unanswered_and_history_down,
+        FailureKind.HOLD_EXPIRED,
+        message="could not be confirmed in time",
+        tells_admins=True,
     ),
     "task failed 1200": FailureCase(
         lambda fake: fake.next_task("failed", error_code=1200),
         FailureKind.MODERATION,
-        refunded=True,
         message="content filter",
         tasks=1,
         code=1200,
@@ -379,7 +402,6 @@ FAILURES = {
     "task failed 5000": FailureCase(
         lambda fake: fake.next_task("failed", error_code=5000),
         FailureKind.GENERATION_FAILED,
-        refunded=True,
         message=(
             "The generation failed at WaveSpeed: Internal server error. "
             "This is usually temporary: try again in a minute."
@@ -391,7 +413,6 @@ FAILURES = {
     "poll timeout while queued": FailureCase(
         lambda fake: fake.next_task(queue_s=5.0),
         FailureKind.TIMED_OUT,
-        refunded=True,
         message="took too long",
         tasks=1,
         poll=SHORT_POLL,
@@ -400,7 +421,6 @@ FAILURES = {
     "poll timeout while processing": FailureCase(
         lambda fake: fake.next_task(queue_s=0.0, processing_s=5.0),
         FailureKind.TIMED_OUT,
-        refunded=False,
         message="took too long",
         tasks=1,
         poll=SHORT_POLL,
@@ -409,30 +429,45 @@ FAILURES = {
     "upload failing": FailureCase(
         lambda fake: fake.fail_next("upload", 500, times=None),
         FailureKind.WAVESPEED_DOWN,
-        refunded=True,
         message="WaveSpeed is not answering",
         submits=0,
+    ),
+    "completed with no output": FailureCase(
+        lambda fake: fake.next_task(empty_outputs=True),
+        FailureKind.EMPTY_RESULT,
+        message="sent no video",
+        tasks=1,
+        tells_admins=True,
+        wavespeed_status="completed",
+    ),
+    "output link dead (404) on every try": FailureCase(
+        lambda fake: fake.fail_next("output", 404, times=None),
+        FailureKind.OUTPUT_UNREACHABLE,
+        message="could not be downloaded",
+        tasks=1,
+        tells_admins=True,
+        wavespeed_status="completed",
     ),
 }
 
 
 @pytest.mark.parametrize("case", FAILURES.values(), ids=FAILURES.keys())
-async def test_failure_is_settled_and_told_once(world: World, case: FailureCase) -> None:
-    """Each fault ends the job delivered-as-failed, told once, refunded or charged as it must."""
+async def test_failure_is_refunded_and_told_once(world: World, case: FailureCase) -> None:
+    """Each fault ends the job closed: refunded once, its kind stored, the member told once."""
     process = await world.boot(poll=case.poll, timeouts=case.timeouts)
     case.arrange(world.fake)
 
     job, recorder = await process.run(uploads={"image": png_upload()})
 
-    failure, refunded = recorder.only_failure()
-    assert failure.kind is case.kind
+    failure = recorder.only_failure()
+    assert failure.kind is case.kind and job.failure_kind is case.kind
     assert case.message in failure.message
     assert failure.code == case.code
     assert failure.tells_admins is case.tells_admins
-    assert refunded is case.refunded
-    assert job.status is JobStatus.DELIVERED and job.result_message_id is None
+    assert recorder.post_attempts == 0
+    assert job.state is JobState.CLOSED and job.result_message_id is None
     assert job.wavespeed_status == case.wavespeed_status
-    await process.assert_money(job, charged=not case.refunded)
+    await process.assert_money(job, charged=False)
     assert len(world.fake.calls("submit")) == case.submits
     assert len(world.fake.tasks) == case.tasks
 
@@ -463,17 +498,86 @@ async def test_transient_poll_errors_are_ridden_through(bot: Process, world: Wor
     await bot.assert_money(job, charged=True)
 
 
-async def test_failed_download_delivers_the_link(bot: Process, world: World) -> None:
-    """An output that cannot be fetched is delivered as its link, still charged exactly once."""
-    world.fake.fail_next("output", 500, times=None)
+async def test_a_download_that_fails_twice_is_retried_and_delivered(
+    bot: Process, world: World
+) -> None:
+    """Output fetches failing (404, then 500 past the client's own retries) are tried again after
+    re-fetching the result: the video arrives, charged once."""
+    world.fake.fail_next("output", 404)
+    world.fake.fail_next("output", 500, times=FAST_RETRY.attempts)
 
     job, recorder = await bot.run()
 
-    video = recorder.only_video()
-    assert video.data is None
-    assert video.url == job.output_url == output_url(world.fake, job)
-    assert job.status is JobStatus.DELIVERED
+    assert is_mp4(recorder.only_video().data)
+    assert len(world.fake.calls("output")) == FAST_RETRY.attempts + 2
+    assert job.state is JobState.DELIVERED
     await bot.assert_money(job, charged=True)
+
+
+async def test_an_undeliverable_video_is_refunded_and_explained(bot: Process, world: World) -> None:
+    """No route could carry the video: refunded, and the member (or the admins) told."""
+    recorder = Recorder(post_error=Undeliverable("every route refused"))
+
+    job, _ = await bot.run(recorder)
+
+    assert recorder.post_attempts == 1 and recorder.finished == 0
+    failure = recorder.only_failure()
+    assert failure.kind is FailureKind.UNDELIVERABLE and failure.tells_admins
+    assert job.state is JobState.CLOSED
+    await bot.assert_money(job, charged=False)
+
+
+async def test_an_unanswered_submit_whose_task_exists_is_adopted_and_delivered(
+    world: World,
+) -> None:
+    """The submit's answer comes after the client gave up: the price is held, the task is found
+    in WaveSpeed's history, adopted and delivered: one task, one submit, charged once."""
+    process = await world.boot(timeouts=SHORT_SUBMIT)
+    world.fake.slow_next("submit", 1.0)
+    recorder = Recorder()
+
+    job, _ = await process.run(recorder)
+
+    assert is_mp4(recorder.only_video().data)
+    assert Stage.CHECKING in recorder.distinct_stages
+    (task_id,) = world.fake.tasks
+    assert job.prediction_id == task_id and job.state is JobState.DELIVERED
+    assert job.submit_ended_at is not None and job.hold_until is not None
+    assert len(world.fake.calls("submit")) == 1 and world.fake.calls("history")
+    await process.assert_money(job, charged=True)
+
+
+async def test_an_unanswered_submit_matching_several_tasks_is_held_then_refunded(
+    bot: Process, world: World
+) -> None:
+    """Two tasks nobody owns were created at the moment of an unanswered submit (say, on the
+    website): the price stays held, the admins are told once, and the hold's deadline refunds."""
+    world.fake.fail_next("submit", 502, raw=True)
+    foreign = [world.fake.add_foreign_task() for _ in range(2)]
+    recorder = Recorder()
+
+    job, _ = await bot.run(recorder)
+
+    [candidates] = recorder.undecided_ids  # told once, though looked at many times
+    assert sorted(candidates) == sorted(foreign)
+    assert recorder.only_failure().kind is FailureKind.HOLD_EXPIRED
+    assert job.prediction_id is None and job.state is JobState.CLOSED
+    assert job.finished_at is not None and job.hold_until is not None
+    assert job.finished_at >= job.hold_until
+    await bot.assert_money(job, charged=False)
+
+
+async def test_a_task_another_job_owns_is_never_adopted(bot: Process, world: World) -> None:
+    """A delivered job's task sits in the submit window of an unanswered one: not adopted."""
+    first, _ = await bot.run()
+    world.fake.fail_next("submit", 502, raw=True)
+
+    second, recorder = await bot.run(member_id=MEMBER + 1)
+
+    assert recorder.only_failure().kind is FailureKind.NOT_SUBMITTED
+    assert second.prediction_id is None
+    await bot.assert_money(first, charged=True)
+    await bot.assert_money(second, charged=False)
 
 
 # --- restarts ------------------------------------------------------------------------------------
@@ -485,10 +589,10 @@ async def test_restart_while_polling_resumes_and_delivers_once(world: World) -> 
     fake.next_task(queue_s=0.2, processing_s=0.2)
     first = await world.boot()
     before = Recorder()
-    job = await first.runner.start(owner(), REQUEST, before)
+    job = await first.start(before)
 
     async def submitted() -> bool:
-        return (await first.job(job.id)).status is JobStatus.SUBMITTED
+        return (await first.job(job.id)).state is JobState.SUBMITTED
 
     await eventually(submitted)
     assert len(fake.tasks) == 1
@@ -502,7 +606,7 @@ async def test_restart_while_polling_resumes_and_delivers_once(world: World) -> 
     assert is_mp4(after.only_video().data)
     assert len(fake.submissions) == 1
     job = await second.job(job.id)
-    assert job.status is JobStatus.DELIVERED
+    assert job.state is JobState.DELIVERED
     await second.assert_money(job, charged=True)
     assert await second.resume_into(Recorder()) == 0
 
@@ -512,41 +616,52 @@ async def _reserved(process: Process) -> JobRecord:
 
 
 async def _submitting(process: Process) -> JobRecord:
+    """A job whose submit was in flight when the process died, and never reached WaveSpeed."""
     job = await _reserved(process)
-    await process.storage.mark_submitting(job.id, job.request_json)
+    return await process.storage.advance(job.id, JobState.SUBMITTING)
+
+
+async def _submitting_task_created(process: Process) -> JobRecord:
+    """A job whose submit reached WaveSpeed, but the process died before reading the answer."""
+    job = await _submitting(process)
+    await process.client.submit(REQUEST.to_api_body())
     return job
 
 
-async def _completed(process: Process) -> JobRecord:
-    """A job charged for a finished task at the fake, whose video was never delivered."""
+async def _ready(process: Process) -> JobRecord:
+    """A job whose task finished at the fake, its video never fetched nor posted."""
     job = await _submitting(process)
     prediction = await process.client.submit(REQUEST.to_api_body())
-    await process.storage.mark_submitted(job.id, prediction.id)
+    await process.storage.advance(job.id, JobState.SUBMITTED, prediction_id=prediction.id)
     result = await process.client.wait_for_result(prediction.id, FAST_POLL)
-    await process.storage.charge(
+    return await process.storage.advance(
         job.id,
+        JobState.READY,
         output_url=result.outputs[0],
         has_nsfw=result.nsfw,
         inference_ms=result.inference_ms,
     )
-    return job
 
 
-def _failed(
-    error: WaveSpeedError, *, charged: bool = False
-) -> Callable[[Process], Awaitable[JobRecord]]:
-    """A job settled for `error` (as the runner would settle it) whose member was never told."""
+async def _posting(process: Process) -> JobRecord:
+    """A job that began posting its video when the process died."""
+    job = await _ready(process)
+    return await process.storage.advance(job.id, JobState.POSTING)
+
+
+def _failed(error: WaveSpeedError) -> Callable[[Process], Awaitable[JobRecord]]:
+    """A job refunded for `error` (as the runner would) whose member was never told."""
 
     async def arrange(process: Process) -> JobRecord:
         job = await _submitting(process)
         failure = failure_from_error(error)
-        if charged:
-            await process.storage.charge_unconfirmed(job.id, failure.message)
-        else:
-            await process.storage.refund(
-                job.id, error_code=failure.code, error_message=failure.message
-            )
-        return job
+        return await process.storage.advance(
+            job.id,
+            JobState.FAILED,
+            failure_kind=failure.kind.value,
+            error_code=failure.code,
+            error_message=failure.message,
+        )
 
     return arrange
 
@@ -556,36 +671,35 @@ class ResumeCase:
     """A state a previous process left a job in, and how resuming must end it."""
 
     arrange: Callable[[Process], Awaitable[JobRecord]]
-    charged: bool
-    failure: FailureKind | None = None  # None: a video
+    failure: FailureKind | None = None  # None: a video (charged), else refunded
     submissions: int = 0
     break_results: bool = False  # every poll of the result fails after the restart
+    found: Posted | None = None  # what the delivery finds of an earlier post
+    posts: int = 1  # posts the resumed delivery makes for a video
 
 
 RESUMES = {
-    "reserved": ResumeCase(_reserved, charged=False, failure=FailureKind.INTERRUPTED),
-    "submitting": ResumeCase(_submitting, charged=True, failure=FailureKind.UNCONFIRMED),
-    "completed, not delivered": ResumeCase(_completed, charged=True, submissions=1),
-    "completed, result unreachable": ResumeCase(
-        _completed, charged=True, submissions=1, break_results=True
+    "reserved": ResumeCase(_reserved, failure=FailureKind.INTERRUPTED),
+    "submitting, never reached WaveSpeed": ResumeCase(
+        _submitting, failure=FailureKind.NOT_SUBMITTED
     ),
+    "submitting, task created": ResumeCase(_submitting_task_created, submissions=1),
+    "ready, not posted": ResumeCase(_ready, submissions=1),
+    "ready, result unreachable": ResumeCase(_ready, submissions=1, break_results=True),
+    "posting, the post landed": ResumeCase(
+        _posting, submissions=1, found=Posted(CHANNEL_ID, MESSAGE_ID), posts=0
+    ),
+    "posting, the post was lost": ResumeCase(_posting, submissions=1),
     "failed (moderation), not told": ResumeCase(
         _failed(TaskFailed("p1", "failed", 1200, "Content flagged")),
-        charged=False,
         failure=FailureKind.MODERATION,
     ),
     "failed (task 5000), not told": ResumeCase(
         _failed(TaskFailed("p1", "failed", 5000, "5000: Internal server error")),
-        charged=False,
         failure=FailureKind.GENERATION_FAILED,
     ),
     "failed (bad API key), not told": ResumeCase(
-        _failed(AuthError("401")), charged=False, failure=FailureKind.BAD_API_KEY
-    ),
-    "failed (unconfirmed), not told": ResumeCase(
-        _failed(SubmitUncertain("no answer"), charged=True),
-        charged=True,
-        failure=FailureKind.UNCONFIRMED,
+        _failed(AuthError("401")), failure=FailureKind.BAD_API_KEY
     ),
 }
 
@@ -600,46 +714,66 @@ async def test_resume_finishes_each_left_state_once(world: World, case: ResumeCa
         world.fake.fail_next("result", 500, times=None)
 
     process = await world.boot()
-    recorder = Recorder()
+    recorder = Recorder(found=case.found)
     assert await process.resume_into(recorder) == 1
     assert await process.resume_into(recorder) == 0  # told once, not again
 
     job = await process.job(job_id)
-    assert job.status is JobStatus.DELIVERED
     if case.failure is None:
-        video = recorder.only_video()
-        assert is_mp4(video.data) and video.url == output_url(world.fake, job)
-        assert job.result_message_id == MESSAGE_ID
+        assert job.state is JobState.DELIVERED
+        assert recorder.post_attempts == case.posts
+        if case.posts:
+            video = recorder.only_video()
+            assert is_mp4(video.data)
+        assert (job.result_channel_id, job.result_message_id) == (CHANNEL_ID, MESSAGE_ID)
     else:
-        failure, refunded = recorder.only_failure()
-        assert failure.kind is case.failure
+        assert job.state is JobState.CLOSED
+        failure = recorder.only_failure()
+        assert failure.kind is case.failure is job.failure_kind
         assert failure.message == job.error_message
         assert failure.message == FIXED_MESSAGES.get(failure.kind, failure.message)
         assert failure.tells_admins is (failure.kind is FailureKind.BAD_API_KEY)
-        assert refunded is not case.charged
-    await process.assert_money(job, charged=case.charged)
+    await process.assert_money(job, charged=case.failure is None)
     assert len(world.fake.submissions) == case.submissions
 
 
-async def test_delivery_error_leaves_job_completed_for_the_next_resume(
+async def test_a_post_that_raised_is_found_or_made_again_after_a_restart(
     bot: Process, world: World
 ) -> None:
-    """completed() raising leaves the job charged, undelivered; resume delivers it, once."""
-    broken = Recorder(completed_error=RuntimeError("Discord is down"))
+    """post_video() crashing unexpectedly leaves the job posting, uncharged; the next resume
+    looks for the post, does not find it, fetches the video again and posts it: charged once."""
+    broken = Recorder(post_error=RuntimeError("the bot crashed mid-post"))
 
     job, _ = await bot.run(broken)
 
-    assert broken.completed_attempts == 1 and broken.told == 0
-    assert job.status is JobStatus.COMPLETED
-    await bot.assert_money(job, charged=True)
+    assert broken.post_attempts == 1 and broken.told == 0
+    assert job.state is JobState.POSTING and job.post_attempts == 1
+    assert job.settlement is None
 
     recorder = Recorder()
     assert await bot.resume_into(recorder) == 1
-    assert is_mp4(recorder.only_video().data)
+    assert recorder.lookups == 1 and is_mp4(recorder.only_video().data)
     job = await bot.job(job.id)
-    assert job.status is JobStatus.DELIVERED and job.result_message_id == MESSAGE_ID
+    assert job.state is JobState.DELIVERED and job.post_attempts == 2
     await bot.assert_money(job, charged=True)
     assert len(world.fake.submissions) == 1
+
+
+async def test_an_expired_output_link_is_renewed_from_the_result(world: World) -> None:
+    """A job resumed after its output link expired downloads it through a fresh result."""
+    world.fake.next_task(output_expires_s=0.2)
+    left = await world.boot()
+    job = await _ready(left)
+    await world.stop(left)
+    await asyncio.sleep(0.3)
+
+    process = await world.boot()
+    recorder = Recorder()
+    await process.resume_into(recorder)
+
+    assert is_mp4(recorder.only_video().data)
+    assert recorder.only_video().url != job.output_url  # the renewed link
+    await process.assert_money(await process.job(job.id), charged=True)
 
 
 # --- concurrency ---------------------------------------------------------------------------------
@@ -651,7 +785,7 @@ async def test_concurrent_jobs_settle_exactly_and_resume_does_not_double_follow(
     """Jobs of several members run at once; a resume() meanwhile picks up none of them."""
     members = [MEMBER + n for n in range(5)]
     recorders = {member: Recorder() for member in members}
-    jobs = [await bot.runner.start(owner(m), REQUEST, recorders[m]) for m in members]
+    jobs = [await bot.start(recorders[m], member_id=m) for m in members]
     asked: list[int] = []
 
     def delivery_for(job: JobRecord) -> Recorder:
@@ -676,11 +810,11 @@ async def restarted_with_submitted_jobs(
     """Start `count` jobs, stop that process once WaveSpeed accepted them all, boot a new one."""
     world.fake.queue_s = 0.2
     first = await world.boot()
-    jobs = [await first.runner.start(owner(MEMBER + n), REQUEST, Recorder()) for n in range(count)]
+    jobs = [await first.start(Recorder(), member_id=MEMBER + n) for n in range(count)]
 
     async def all_submitted() -> bool:
-        statuses = [(await first.job(job.id)).status for job in jobs]
-        return statuses == [JobStatus.SUBMITTED] * len(jobs)
+        states = [(await first.job(job.id)).state for job in jobs]
+        return states == [JobState.SUBMITTED] * len(jobs)
 
     await eventually(all_submitted)
     await world.stop(first)
@@ -702,7 +836,7 @@ async def test_resume_takes_only_the_jobs_it_is_asked_to(world: World) -> None:
     )
     await second.runner.wait_all()
     assert len(recorder.videos) == 1
-    assert (await second.job(jobs[1].id)).status == JobStatus.SUBMITTED
+    assert (await second.job(jobs[1].id)).state is JobState.SUBMITTED
 
 
 async def test_resume_twice_after_restart_follows_each_job_once(world: World) -> None:

@@ -27,7 +27,7 @@ from tests.fakes.images import (
     wav,
 )
 
-UNREADABLE = "isn't a picture I can open"
+UNREADABLE = "isn't an image I can open"
 
 
 def decoded(data: bytes) -> Image.Image:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 import pytest
 
 from bot.testing.fake_wavespeed import FakeWaveSpeed, sample_video
 from bot.wavespeed import (
+    MODEL_ID,
     AuthError,
     OutOfCredit,
     PollPolicy,
@@ -28,6 +30,7 @@ from bot.wavespeed import (
     WaveSpeedError,
     parse_retry_after,
     parse_task_code,
+    parse_timestamp,
 )
 from tests.conftest import FAST_RETRY, FAST_TIMEOUTS, TEST_API_KEY
 
@@ -454,3 +457,225 @@ async def test_the_key_never_leaks(
     assert "bad key ***" in texts[0]
     for text in [*texts, caplog.text]:
         assert secret not in text and TEST_API_KEY not in text
+
+
+# --- history ------------------------------------------------------------------------------------
+
+OTHER_MODEL = "wavespeed-ai/flux-dev"
+
+
+def add_tasks(
+    fake: FakeWaveSpeed, count: int, newest: datetime, model: str = MODEL_ID
+) -> list[str]:
+    """`count` web tasks one second apart, the newest at `newest`; their ids newest first."""
+    return [fake.add_foreign_task(model, newest - timedelta(seconds=n)) for n in range(count)]
+
+
+async def test_history_reads_a_page_newest_first(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
+) -> None:
+    before = datetime.now(UTC)
+    web_task = fake_wavespeed.add_foreign_task(OTHER_MODEL, before - timedelta(minutes=1))
+    submitted = await wavespeed_client.submit(BODY)
+
+    page = await wavespeed_client.history(1)
+    assert [p.id for p in page] == [submitted.id, web_task]
+    assert [p.model for p in page] == [MODEL_ID, OTHER_MODEL]
+    created = page[0].created
+    assert created is not None and created.tzinfo == UTC
+    assert before - timedelta(seconds=1) <= created <= datetime.now(UTC)
+    assert await wavespeed_client.history(2) == []
+    [call] = fake_wavespeed.calls("history")[:1]
+    assert call.method == "POST" and call.has_auth
+
+
+async def test_find_tasks_filters_by_window_and_model(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
+) -> None:
+    now = datetime.now(UTC)
+    minutes = {n: now - timedelta(minutes=n) for n in (1, 3, 5, 10)}
+    ids = {n: fake_wavespeed.add_foreign_task(created_at=at) for n, at in minutes.items()}
+    other = fake_wavespeed.add_foreign_task(OTHER_MODEL, now - timedelta(minutes=4))
+
+    found = await wavespeed_client.find_tasks(minutes[5], minutes[3])
+    assert [p.id for p in found] == [ids[3], ids[5]]  # both ends are inside
+    found = await wavespeed_client.find_tasks(minutes[10], now, model=OTHER_MODEL)
+    assert [p.id for p in found] == [other]
+    assert await wavespeed_client.find_tasks(now - timedelta(seconds=30), now) == []
+
+
+async def test_find_tasks_pages_until_it_reaches_since(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
+) -> None:
+    now = datetime.now(UTC)
+    ids = add_tasks(fake_wavespeed, 250, now)
+
+    found = await wavespeed_client.find_tasks(now - timedelta(seconds=149.5), now)
+    assert [p.id for p in found] == ids[:150]
+    assert len(fake_wavespeed.calls("history")) == 2  # page 2 holds tasks older than since
+
+    found = await wavespeed_client.find_tasks(now - timedelta(hours=1), now)
+    assert [p.id for p in found] == ids
+    assert len(fake_wavespeed.calls("history")) == 2 + 3  # page 3 is short: the end
+
+
+async def test_find_tasks_without_reaching_since_cannot_prove_absence(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
+) -> None:
+    now = datetime.now(UTC)
+    add_tasks(fake_wavespeed, 250, now - timedelta(minutes=10))
+    with pytest.raises(TransientError, match="2 pages"):
+        await wavespeed_client.find_tasks(now - timedelta(hours=1), now, max_pages=2)
+    assert len(fake_wavespeed.calls("history")) == 2
+
+
+@pytest.mark.parametrize("create", [True, False])
+async def test_find_tasks_sees_whether_a_lost_submit_created_a_task(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient, create: bool
+) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    fake_wavespeed.lose_answer_next("submit", create=create, hold_s=0)  # the connection drops
+    with pytest.raises(SubmitUncertain):
+        await wavespeed_client.submit(BODY)
+    found = await wavespeed_client.find_tasks(since, datetime.now(UTC) + timedelta(seconds=5))
+    assert [p.id for p in found] == list(fake_wavespeed.tasks)
+    assert len(found) == int(create)
+
+
+async def test_find_tasks_after_a_timed_out_submit(fake_wavespeed: FakeWaveSpeed) -> None:
+    fake_wavespeed.lose_answer_next("submit", create=True)
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    async with client_for(fake_wavespeed, timeouts=Timeouts(submit_s=0.2)) as client:
+        with pytest.raises(SubmitUncertain):
+            await client.submit(BODY)
+        [found] = await client.find_tasks(since, datetime.now(UTC) + timedelta(seconds=5))
+    assert list(fake_wavespeed.tasks) == [found.id]
+
+
+@pytest.mark.parametrize(
+    ("since", "problem"),
+    [(datetime(2026, 1, 1), "aware"), (datetime.now(UTC) - timedelta(days=8), "7 days")],
+)
+async def test_find_tasks_refuses_windows_it_cannot_answer(
+    wavespeed_client: WaveSpeedClient, since: datetime, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        await wavespeed_client.find_tasks(since, datetime.now(UTC))
+
+
+async def test_find_tasks_with_an_undated_task_of_the_model_cannot_decide(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
+) -> None:
+    items = [
+        {"id": "web", "model": OTHER_MODEL, "status": "completed"},
+        {"id": "ours", "model": MODEL_ID, "status": "completed", "created_at": "yesterday"},
+    ]
+    fake_wavespeed.fail_next("history", 200, body=envelope({"page": 1, "items": items[:1]}))
+    now = datetime.now(UTC)
+    assert await wavespeed_client.find_tasks(now - timedelta(minutes=1), now) == []
+    fake_wavespeed.fail_next("history", 200, body=envelope({"page": 1, "items": items}))
+    with pytest.raises(TransientError, match="ours"):
+        await wavespeed_client.find_tasks(now - timedelta(minutes=1), now)
+
+
+async def test_history_reads_nanosecond_times(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
+) -> None:
+    item = {"id": "p", "model": MODEL_ID, "status": "completed"}
+    item["created_at"] = "2025-05-19T06:09:15.948268264Z"
+    fake_wavespeed.fail_next("history", 200, body=envelope({"page": 1, "items": [item]}))
+    [prediction] = await wavespeed_client.history(1)
+    assert prediction.created == datetime(2025, 5, 19, 6, 9, 15, 948268, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "moment"),
+    [
+        ("2025-05-19T06:09:15.948268264Z", datetime(2025, 5, 19, 6, 9, 15, 948268, tzinfo=UTC)),
+        ("2025-05-19T06:09:15.9Z", datetime(2025, 5, 19, 6, 9, 15, 900000, tzinfo=UTC)),
+        ("2025-05-19T08:09:15+02:00", datetime(2025, 5, 19, 6, 9, 15, tzinfo=UTC)),
+        ("2025-05-19T06:09:15", datetime(2025, 5, 19, 6, 9, 15, tzinfo=UTC)),
+        ("19/05/2025", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_created_is_aware_utc(text: str | None, moment: datetime | None) -> None:
+    prediction = Prediction.model_validate({"id": "p", "status": "created", "created_at": text})
+    assert prediction.created == moment == parse_timestamp(text)
+    if moment is not None:
+        assert prediction.created is not None and prediction.created.utcoffset() == timedelta(0)
+
+
+async def test_history_5xx_is_retried(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
+) -> None:
+    fake_wavespeed.add_foreign_task()
+    fake_wavespeed.fail_next("history", 502, times=2, raw=True)
+    assert len(await wavespeed_client.history(1)) == 1
+    assert len(fake_wavespeed.calls("history")) == 3
+
+
+async def test_history_5xx_forever_is_transient(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
+) -> None:
+    fake_wavespeed.fail_next("history", 503, times=None)
+    now = datetime.now(UTC)
+    with pytest.raises(TransientError):
+        await wavespeed_client.find_tasks(now - timedelta(minutes=1), now)
+    assert len(fake_wavespeed.calls("history")) == FAST_RETRY.attempts
+
+
+async def test_history_error_envelopes_map_to_errors(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
+) -> None:
+    fake_wavespeed.fail_next("history", 401)
+    with pytest.raises(AuthError):
+        await wavespeed_client.history(1)
+    fake_wavespeed.fail_next("history", 200, body={"code": 400, "message": "page_size too big"})
+    with pytest.raises(RejectedInput, match="page_size too big"):
+        await wavespeed_client.history(1)
+    with pytest.raises(RejectedInput, match="page_size"):  # the fake validates for real
+        await wavespeed_client.history(1, page_size=101)
+
+
+@pytest.mark.parametrize(
+    ("body", "raw"),
+    [
+        ("OK", True),
+        (envelope({"page": 1, "items": "none"}), False),
+        (envelope({"page": 1, "items": [{"id": "p"}]}), False),  # no status
+        (envelope({"page": 1, "items": ["p"]}), False),
+        ({"code": 200, "message": "success", "data": None}, False),
+    ],
+)
+async def test_unreadable_history_is_transient(
+    fake_wavespeed: FakeWaveSpeed,
+    wavespeed_client: WaveSpeedClient,
+    body: dict[str, object] | str,
+    raw: bool,
+) -> None:
+    fake_wavespeed.fail_next("history", 200, body=body, raw=raw)
+    with pytest.raises(TransientError, match="unreadable"):
+        await wavespeed_client.history(1)
+
+
+async def test_null_items_are_an_empty_page(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
+) -> None:
+    fake_wavespeed.fail_next("history", 200, body=envelope({"page": 1, "items": None}))
+    assert await wavespeed_client.history(1) == []
+
+
+async def test_an_expired_output_link_is_renewed_by_fetching_the_result(
+    fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient, fast_poll: PollPolicy
+) -> None:
+    fake_wavespeed.next_task(output_expires_s=0.2)
+    prediction = await wavespeed_client.submit(BODY)
+    link = (await wavespeed_client.wait_for_result(prediction.id, fast_poll)).outputs[0]
+    await asyncio.sleep(0.25)
+    with pytest.raises(WaveSpeedError) as caught:
+        await wavespeed_client.download(link, max_bytes=1_000_000)
+    assert caught.value.http_status == 403 and not caught.value.retryable
+    fresh = (await wavespeed_client.get_result(prediction.id)).outputs[0]
+    assert await wavespeed_client.download(fresh, max_bytes=1_000_000) == sample_video()

@@ -1,8 +1,10 @@
-"""Who may make videos where: a server's allowed channels and roles. Pure: no Discord objects.
+"""Who may make videos where: a server's allowed channels and roles. Pure: no Discord objects,
+no storage.
 
-Both are id lists kept with the guild-settings key/value API as comma-separated text. An empty list
-means no restriction. Nobody is exempt, not even members with Manage Server: they can change the
-rules, and a rule that silently doesn't apply to the people testing it is a rule nobody trusts.
+Both are id lists, stored as the VIDEO_CHANNELS and VIDEO_ROLES per-server settings
+(bot.domain.server_settings). An empty list means no restriction. Nobody is exempt, not even
+members with Manage Server: they can change the rules, and a rule that silently doesn't apply to
+the people testing it is a rule nobody trusts.
 """
 
 from __future__ import annotations
@@ -10,26 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from storage.base import Storage
-
-VIDEO_CHANNELS_KEY = "video_channel_ids"  # /video works only in these channels (and their threads)
-VIDEO_ROLES_KEY = "video_role_ids"  # /video needs at least one of these roles
 MAX_ENTRIES = 25  # per list; a longer list is unreadable in a refusal (use fewer, busier channels)
-
-
-def parse_ids(text: str | None) -> tuple[int, ...]:
-    """Ids from stored text such as "12,34", in order, without duplicates; junk is skipped."""
-    ids: dict[int, None] = {}
-    for part in (text or "").split(","):
-        part = part.strip()
-        if part.isdecimal() and int(part) > 0:
-            ids[int(part)] = None
-    return tuple(ids)
-
-
-def format_ids(ids: Iterable[int]) -> str | None:
-    """The text to store for `ids`; None (delete the setting) for an empty list."""
-    return ",".join(str(i) for i in ids) or None
 
 
 @dataclass(frozen=True)
@@ -38,11 +21,6 @@ class VideoAccess:
 
     channel_ids: tuple[int, ...] = ()
     role_ids: tuple[int, ...] = ()
-
-    @classmethod
-    def from_settings(cls, channels: str | None, roles: str | None) -> VideoAccess:
-        """The rules from the stored setting values."""
-        return cls(parse_ids(channels), parse_ids(roles))
 
 
 @dataclass(frozen=True)
@@ -92,11 +70,3 @@ def with_id(ids: tuple[int, ...], new: int) -> tuple[int, ...]:
 def without_id(ids: tuple[int, ...], old: int) -> tuple[int, ...]:
     """`ids` without `old`."""
     return tuple(i for i in ids if i != old)
-
-
-async def load_access(storage: Storage, guild_id: int) -> VideoAccess:
-    """A server's current rules."""
-    return VideoAccess.from_settings(
-        await storage.get_guild_setting(guild_id, VIDEO_CHANNELS_KEY),
-        await storage.get_guild_setting(guild_id, VIDEO_ROLES_KEY),
-    )

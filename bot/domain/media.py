@@ -115,7 +115,7 @@ def check_declared_size(what: str, size: int, limit: int) -> None:
 def _decode(filename: str, data: bytes) -> Image.Image:
     """Open and fully decode the first frame, or raise InvalidMedia."""
     unusable = InvalidMedia(
-        f"`{filename}` isn't a picture I can open: send a complete JPEG, PNG, BMP or WebP image."
+        f"`{filename}` isn't an image I can open: send a complete JPEG, PNG, BMP or WebP picture."
     )
     try:
         image = Image.open(io.BytesIO(data), formats=_DECODERS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -38,7 +38,9 @@ def format_ids(ids: Iterable[int]) -> str | None:
 
 
 def _optional_id(text: str) -> int | None:
-    return int(text) if text.isdecimal() else None
+    """One id, read like a list entry (spaces and junk tolerated); None for junk."""
+    ids = parse_ids(text)
+    return ids[0] if len(ids) == 1 else None
 
 
 def _id_text(value: int | None) -> str | None:
@@ -46,6 +48,7 @@ def _id_text(value: int | None) -> str | None:
 
 
 def _policy(text: str) -> NsfwPolicy:
+    """The stored policy; unknown text falls back to the safe default, the spoiler."""
     try:
         return NsfwPolicy(text)
     except ValueError:
@@ -81,7 +84,8 @@ VIDEO_ROLES: ServerSetting[tuple[int, ...]] = ServerSetting(
     "video_role_ids", (), parse_ids, format_ids
 )
 
-REGISTRY: tuple[ServerSetting[object], ...] = (  # type: ignore[assignment]
+# Any: a setting's value type differs per entry (ServerSetting is invariant in it)
+REGISTRY: tuple[ServerSetting[Any], ...] = (
     LOG_CHANNEL,
     NSFW_POLICY,
     VIDEO_CHANNELS,

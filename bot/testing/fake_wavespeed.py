@@ -399,12 +399,12 @@ class FakeWaveSpeed:
         if outcome == "failed" and error_code is None:
             error_code = 5000
         plan = TaskPlan(
-            outcome,
-            error_code,
-            error,
-            nsfw,
-            queue_s,
-            processing_s,
+            outcome=outcome,
+            error_code=error_code,
+            error=error,
+            nsfw=nsfw,
+            queue_s=queue_s,
+            processing_s=processing_s,
             empty_outputs=empty_outputs,
             output_expires_s=output_expires_s,
         )

@@ -248,10 +248,10 @@ class WaveSpeedClient:
 
         Used to learn whether a submit whose answer was lost created a task. Only a normal return
         proves that a task is absent: every error means "unknown". Pages are read until one holds
-        a task created before `since` or is short; reaching `max_pages` first raises
-        TransientError, and so does a task of `model` without a readable `created_at`. Widen the
-        window by the possible clock difference with WaveSpeed. `since` must be aware and within
-        the history's 7 days, else ValueError.
+        a task created before `since` (the history is newest first) or is short; reaching
+        `max_pages` first raises TransientError, and so does a task of `model` without a readable
+        `created_at`. Widen the window by the possible clock difference with WaveSpeed. `since`
+        must be aware and within the history's 7 days, else ValueError.
         """
         if since.tzinfo is None or until.tzinfo is None:
             raise ValueError("since and until must be timezone-aware")

@@ -3,14 +3,21 @@
 -- was posted, and a bot-wide settings table (bot-wide values no longer borrow guild 0).
 --
 -- SQLite cannot change a CHECK constraint in place, so the jobs table is rebuilt. The ledger's
--- rows keep pointing at the same job ids; deferring foreign keys lets the old table go before the
--- new one takes its name within this transaction.
+-- rows keep pointing at the same job ids. Foreign keys stay on (the migration runs inside a
+-- transaction, where they cannot be switched off), so the rebuild keeps the parent's name:
+-- dropping `jobs` counts every ledger row that points at it as a deferred violation, and only
+-- inserting the rows back into a table named `jobs` counts them resolved before the commit checks.
+-- (Building `jobs_v3` and renaming it into place would leave the count up: the commit would fail.)
 
 PRAGMA defer_foreign_keys = ON;
 
 DROP VIEW job_records;
 
-CREATE TABLE jobs_v3 (
+CREATE TEMP TABLE jobs_v2 AS SELECT * FROM jobs;
+
+DROP TABLE jobs;
+
+CREATE TABLE jobs (
     id                INTEGER PRIMARY KEY,
     guild_id          INTEGER NOT NULL,
     channel_id        INTEGER NOT NULL,
@@ -47,9 +54,12 @@ CREATE TABLE jobs_v3 (
 ) STRICT;
 
 -- Rows written before this migration: `completed` was charged before delivery and is now `ready`
--- (its charge row stays; it is not written twice). Their failure kind is recovered once, here,
--- from the fixed texts that version used; from now on the kind is stored, never parsed.
-INSERT INTO jobs_v3 (
+-- (its charge row stays; it is not written twice). A `delivered` row carried a video exactly when
+-- it has no error message: every failure stored one, a video never did. (Its result message id
+-- cannot tell: the command-line tool posts no message, so its videos have none.) The failure kind
+-- is recovered once, here, from the fixed texts that version used; from now on it is stored,
+-- never parsed.
+INSERT INTO jobs (
     id, guild_id, channel_id, member_id, request_json, price_micro, period_key, state,
     failure_kind, prediction_id, wavespeed_status, output_url, has_nsfw, inference_ms,
     error_code, error_message, result_message_id, created_at, submit_started_at, submitted_at,
@@ -59,12 +69,12 @@ SELECT
     id, guild_id, channel_id, member_id, request_json, price_micro, period_key,
     CASE
         WHEN status = 'completed' THEN 'ready'
-        WHEN status = 'delivered' AND result_message_id IS NOT NULL THEN 'delivered'
+        WHEN status = 'delivered' AND error_message IS NULL THEN 'delivered'
         WHEN status = 'delivered' THEN 'closed'
         ELSE status
     END,
     CASE
-        WHEN status IN ('failed', 'delivered') AND result_message_id IS NULL THEN
+        WHEN status = 'failed' OR (status = 'delivered' AND error_message IS NOT NULL) THEN
             CASE
                 WHEN error_code = 1200 THEN 'moderation'
                 WHEN error_code IN (1400, 1401, 1402)
@@ -82,10 +92,9 @@ SELECT
     error_message, result_message_id, created_at,
     CASE WHEN status != 'reserved' THEN created_at END,
     submitted_at, finished_at, delivered_at
-FROM jobs;
+FROM temp.jobs_v2;
 
-DROP TABLE jobs;
-ALTER TABLE jobs_v3 RENAME TO jobs;
+DROP TABLE temp.jobs_v2;
 
 -- in-progress count per member, recent jobs per member
 CREATE INDEX jobs_by_member ON jobs (guild_id, member_id, state);

@@ -476,6 +476,12 @@ class FakeMessage:
         texts = [c.get("content") or "" for c in self.iter_components() if c.get("type") == 10]
         return "\n".join([self.content, *texts])
 
+    def changes_mention_text(self, payload: dict[str, Any]) -> bool:
+        """Whether an edit payload replaces the text mentions are parsed from."""
+        return "content" in payload or (
+            "components" in payload and bool(self.flags & IS_COMPONENTS_V2)
+        )
+
     def set_pings(self, pings: Pings) -> None:
         """Record who the message notifies."""
         self.pinged_users = set(pings.users)

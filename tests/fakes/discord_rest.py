@@ -108,7 +108,9 @@ class Fault:
     def matches(self, method: str, path: str) -> bool:
         """Whether it still applies to this request (``path`` without ``/api/v10``)."""
         return (
-            self.remaining > 0 and self.method == method and self.pattern.fullmatch(path) is not None
+            self.remaining > 0
+            and self.method == method
+            and self.pattern.fullmatch(path) is not None
         )
 
     def release(self) -> None:
@@ -234,7 +236,9 @@ def check_allowed_mentions(allowed: Any) -> None:
             )
         if len(listed) > ALLOWED_MENTIONS_MAX_IDS:
             raise form_error(
-                f"allowed_mentions.{kind}", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length."
+                f"allowed_mentions.{kind}",
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 100 or fewer in length.",
             )
 
 
@@ -276,7 +280,7 @@ class HistoryQuery:
         if self.around is not None:
             newer = [m for m in messages if m.id > self.around][: self.limit // 2]
             older = [m for m in messages if m.id <= self.around]
-            older = older[len(older) - (self.limit - self.limit // 2) :] if older else []
+            older = older[max(0, len(older) - (self.limit - self.limit // 2)) :]
             chosen = older + newer
         elif self.after is not None:
             chosen = [m for m in messages if m.id > self.after][: self.limit]
@@ -381,6 +385,7 @@ class RestApi:
             ("GET", "/oauth2/applications/@me", self.get_application),
             ("GET", "/gateway/bot", self.get_gateway_bot),
             ("POST", "/channels/{channel_id}/messages", self.create_message),
+            ("GET", "/channels/{channel_id}/messages", self.list_messages),
             ("GET", "/channels/{channel_id}/messages/{message_id}", self.get_message),
             ("PATCH", "/channels/{channel_id}/messages/{message_id}", self.edit_message),
             ("DELETE", "/channels/{channel_id}/messages/{message_id}", self.delete_message),
@@ -420,14 +425,35 @@ class RestApi:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Injected rate limits, Discord-style errors, the request log, waking waiters."""
+        """Injected rate limits and faults, Discord-style errors, the request log, waking
+        waiters."""
         try:
-            response = self.fake.take_rate_limit(request) or await handler(request)
+            response = self.fake.take_rate_limit(request) or await self.respond(request, handler)
         except DiscordError as error:
             response = error.response()
         self.fake.record_request(request, response.status)
         await self.fake.notifier.notify()
         return response
+
+    async def respond(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The handler's answer, bent by the first injected fault that matches the request."""
+        fault = self.fake.take_fault(request)
+        if fault is None:
+            return await handler(request)
+        processed: web.StreamResponse | None = None
+        if fault.after_processing:
+            try:
+                processed = await handler(request)
+            except DiscordError as error:
+                # The answer is what gets lost, whether it was a success or an error.
+                processed = error.response()
+        fault.hits += 1
+        await self.fake.notifier.notify()
+        await fault.pause(self.fake.stopping)
+        error = fault.error
+        if error is not None:
+            raise error
+        return processed if processed is not None else await handler(request)
 
     def bot_auth(self, handler: Handler) -> Handler:
         """Require ``Authorization: Bot <token>`` like every bot route."""
@@ -469,11 +495,37 @@ class RestApi:
     # Bot-token routes
 
     def channel(self, request: web.Request) -> Channel:
-        """The channel named in the path, or 404 10003."""
+        """The channel named in the path: 404 10003 if there is none (or it was deleted), 403 50001
+        if the bot cannot view it."""
         channel = self.fake.channels.get(int(request.match_info["channel_id"]))
         if channel is None:
             raise unknown("Channel", 10003)
+        if not self.fake.bot_permissions(channel) & VIEW_CHANNEL:
+            raise MISSING_ACCESS
         return channel
+
+    def upload_limit(self, channel: Channel) -> int:
+        """The bot's per-file upload limit in this channel (its server's boost tier)."""
+        guild = self.fake.guilds.get(channel.guild_id or 0)
+        return guild.filesize_limit if guild else 10 * MIB
+
+    def reply_target(self, channel: Channel, payload: dict[str, Any]) -> FakeMessage | None:
+        """The message a create replies to (``message_reference`` of type 0, default).
+
+        An unknown target is 400 50035, unless ``fail_if_not_exists`` is false: then the message
+        is sent as a plain message.
+        """
+        reference = payload.get("message_reference")
+        if not reference or reference.get("type", 0) != 0:
+            return None
+        target = self.fake.messages.get(int(reference.get("message_id") or 0))
+        if target is None or target.deleted or target.ephemeral or target.channel_id != channel.id:
+            if reference.get("fail_if_not_exists", True):
+                raise form_error(
+                    "message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message"
+                )
+            return None
+        return target
 
     def channel_message(self, request: web.Request) -> FakeMessage:
         """A message the bot can see in the path's channel, or 404 10008."""
@@ -489,19 +541,58 @@ class RestApi:
         return message
 
     async def create_message(self, request: web.Request) -> web.Response:
-        """POST /channels/{id}/messages: checks permissions, size by boost tier, limits."""
+        """POST /channels/{id}/messages: checks permissions, size by boost tier, limits, nonces.
+
+        With ``enforce_nonce`` a nonce the bot used in this channel within the fake's
+        ``nonce_window_s`` answers the message it created then and creates nothing; if that
+        message was deleted since, 404 10008 (discord.py documents NotFound for this case).
+        """
         channel = self.channel(request)
         payload, files = await read_body(request)
         if not channel.bot_can_send or (files and not channel.bot_can_attach):
             raise MISSING_PERMISSIONS
-        guild = self.fake.guilds.get(channel.guild_id or 0)
-        check_message(payload, files, guild.filesize_limit if guild else 10 * MIB, creating=True)
-        message = self.fake.new_message(channel, self.fake.bot_user, payload, files)
-        return json_response(message.to_payload())
+        nonce, enforce_nonce = check_nonce(payload)
+        check_message(payload, files, self.upload_limit(channel), creating=True)
+        reference = self.reply_target(channel, payload)
+        earlier = None
+        if enforce_nonce and nonce is not None:
+            earlier = self.fake.message_with_nonce(channel.id, self.fake.bot_user_id, nonce)
+        if earlier is not None:
+            if earlier.deleted:
+                raise unknown("Message", 10008)
+            earlier.nonce_replays += 1
+            message = earlier
+        else:
+            message = self.fake.new_message(
+                channel, self.fake.bot_user, payload, files, reference=reference
+            )
+            message.nonce = nonce
+        self.fake.record_send(request, message, payload, creates=True)
+        answer = message.to_payload()
+        if message.nonce is not None:
+            answer["nonce"] = message.nonce  # echoed in the create answer only, like Discord
+        return json_response(answer)
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        """GET /channels/{id}/messages: a page of the channel's visible messages, newest first.
+
+        Needs View Channel (else 403 50001); without Read Message History Discord answers an
+        empty list. Ephemeral and deleted messages are never listed.
+        """
+        channel = self.channel(request)
+        query = parse_history_query(request.query)
+        if not self.fake.bot_permissions(channel) & READ_MESSAGE_HISTORY:
+            return json_response([])
+        page = query.page(self.fake.channel_history(channel.id))
+        return json_response([m.to_payload() for m in page])
 
     async def get_message(self, request: web.Request) -> web.Response:
-        """GET /channels/{id}/messages/{id}."""
-        return json_response(self.channel_message(request).to_payload())
+        """GET /channels/{id}/messages/{id}: needs Read Message History (else 403 50013)."""
+        message = self.channel_message(request)
+        permissions = self.fake.bot_permissions(self.fake.channels[message.channel_id])
+        if not permissions & READ_MESSAGE_HISTORY:
+            raise MISSING_PERMISSIONS
+        return json_response(message.to_payload())
 
     async def edit_message(self, request: web.Request) -> web.Response:
         """PATCH /channels/{id}/messages/{id}: only the bot's own messages."""
@@ -512,9 +603,9 @@ class RestApi:
         channel = self.fake.channels[message.channel_id]
         if files and not channel.bot_can_attach:
             raise MISSING_PERMISSIONS
-        guild = self.fake.guilds.get(channel.guild_id or 0)
-        check_message(payload, files, guild.filesize_limit if guild else 10 * MIB, creating=False)
+        check_message(payload, files, self.upload_limit(channel), creating=False)
         self.fake.edit_message(message, payload, files)
+        self.fake.record_send(request, message, payload, creates=False)
         return json_response(message.to_payload())
 
     async def delete_message(self, request: web.Request) -> web.Response:
@@ -584,10 +675,13 @@ class RestApi:
             raise DiscordError(400, 40060, "Interaction has already been acknowledged.")
         if self.fake.clock.now() - interaction.dispatched_at > self.fake.ack_deadline_s:
             raise DiscordError(404, 10062, "Unknown interaction")
+        self.check_channel_exists(interaction)
         payload, files = await read_body(request)
         kind, data = payload.get("type"), payload.get("data") or {}
         message = self.apply_callback(interaction, kind, data, files)
         interaction.callbacks.append({"type": kind, "data": data})
+        if message is not None and kind in (4, 7):  # the callbacks that carry message data
+            self.fake.record_send(request, message, data, creates=kind == 4)
         if request.query.get("with_response", "").lower() not in ("1", "true"):
             return web.Response(status=204)
         return json_response(self.callback_response(interaction, kind, message))
@@ -651,7 +745,13 @@ class RestApi:
             raise DiscordError(401, 50027, "Invalid Webhook Token")
         if not interaction.acked:
             raise unknown("Webhook", 10015)
+        self.check_channel_exists(interaction)
         return interaction
+
+    def check_channel_exists(self, interaction: FakeInteraction) -> None:
+        """404 10003 once the interaction's channel was deleted (callbacks, follow-ups, edits)."""
+        if interaction.channel_id not in self.fake.channels:
+            raise unknown("Channel", 10003)
 
     def webhook_message(self, request: web.Request) -> tuple[FakeInteraction, FakeMessage]:
         """``@original`` or a follow-up of this interaction, or 404 10008."""
@@ -677,6 +777,7 @@ class RestApi:
         channel = self.fake.channels[interaction.channel_id]
         message = self.fake.new_message(channel, self.fake.bot_user, payload, files, interaction)
         interaction.followups.append(message)
+        self.fake.record_send(request, message, payload, creates=True)
         if request.query.get("wait", "").lower() not in ("1", "true"):
             return web.Response(status=204)
         return json_response(message.to_payload())
@@ -691,6 +792,7 @@ class RestApi:
         payload, files = await read_body(request)
         check_message(payload, files, interaction.attachment_size_limit, creating=False)
         self.fake.edit_message(message, payload, files)
+        self.fake.record_send(request, message, payload, creates=False)
         return json_response(message.to_payload())
 
     async def delete_webhook_message(self, request: web.Request) -> web.Response:

@@ -13,6 +13,11 @@ Typical use::
 
 Only the HTTP routes and gateway events discord.py 2.7 uses for slash commands, buttons, modals and
 messages exist; an unknown route answers 404 and is listed in :attr:`FakeDiscord.unhandled`.
+
+Beyond Discord's own checks the fake can misbehave on request: 429s (:meth:`inject_rate_limit`),
+errors, late or held answers (:meth:`fail_next`, :meth:`delay_next`, :meth:`hold_next`), and
+deleted channels (:meth:`delete_channel`). It records who each message pings and whether the bot
+said which mentions it allows (:attr:`sends`, :meth:`sends_without_allowed_mentions`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from aiohttp import web
 
 from tests.fakes.discord_gateway import Gateway
 from tests.fakes.discord_models import (
+    ADMINISTRATOR,
     EPHEMERAL,
     LOADING,
     MEMBER_PERMISSIONS,
@@ -50,14 +56,17 @@ from tests.fakes.discord_models import (
     Notifier,
     Role,
     Snowflakes,
+    compute_pings,
     user_payload,
 )
-from tests.fakes.discord_rest import API, RestApi, Upload, json_response
+from tests.fakes.discord_rest import API, Fault, RestApi, Upload, json_response
 
 ClientT = TypeVar("ClientT", bound=discord.Client)
 
 DEFAULT_OWNER_ID = 100_000_000_000_000_001
 ATTACHMENT_URL_LIFETIME_S = 24 * 3600.0
+#: Discord de-duplicates enforced nonces "in the past few minutes"; the fake says five.
+NONCE_WINDOW_S = 5 * 60.0
 
 __all__ = [
     "MEMBER_PERMISSIONS",
@@ -65,6 +74,8 @@ __all__ = [
     "FakeDiscord",
     "FakeInteraction",
     "FakeMessage",
+    "Fault",
+    "MessageSend",
     "RequestRecord",
     "running_bot",
 ]
@@ -78,6 +89,29 @@ class RequestRecord:
     path: str
     query: dict[str, str]
     status: int
+
+
+@dataclass(frozen=True)
+class MessageSend:
+    """One request that created or edited a bot message, and who the message pings after it.
+
+    Recorded for channel messages, follow-ups, message and webhook-message (``@original``) edits,
+    and interaction callbacks that carry message data (types 4 and 7); a create answered through
+    ``enforce_nonce`` with an earlier message is recorded too. ``path`` is without ``/api/v10``.
+    ``allowed_mentions`` is the payload's object, None when it had none (Discord then pings every
+    mention in the text). ``may_ping``: the request created the message or replaced its text; an
+    edit that leaves the text alone changes no mentions.
+    """
+
+    method: str
+    path: str
+    message_id: int
+    creates: bool
+    may_ping: bool
+    allowed_mentions: dict[str, Any] | None
+    pinged_users: frozenset[int]
+    pinged_roles: frozenset[int]
+    pinged_everyone: bool
 
 
 @dataclass
@@ -102,8 +136,13 @@ class FakeDiscord:
         token_lifetime_s: float = 900.0,
         ack_deadline_s: float = 3.0,
         privileged_intents: int = 0,
+        nonce_window_s: float = NONCE_WINDOW_S,
     ) -> None:
-        """``privileged_intents``: privileged intent bits switched on in the "developer portal"."""
+        """``privileged_intents``: privileged intent bits switched on in the "developer portal".
+
+        ``nonce_window_s``: how long an ``enforce_nonce`` create finds an earlier message with the
+        same nonce (Discord: "in the past few minutes"); an attribute, so tests may change it.
+        """
         self.bot_token = bot_token
         self.application_id = application_id
         self.bot_user_id = bot_user_id
@@ -111,12 +150,15 @@ class FakeDiscord:
         self.token_lifetime_s = token_lifetime_s
         self.ack_deadline_s = ack_deadline_s
         self.privileged_intents = privileged_intents
+        self.nonce_window_s = nonce_window_s
         self.clock = Clock()
         self.notifier = Notifier()
         self._ids = Snowflakes(self.clock)
         self._secret = secrets.token_bytes(16)
         self.guilds: dict[int, Guild] = {}
         self.channels: dict[int, Channel] = {}
+        #: Channels removed by :meth:`delete_channel`.
+        self.deleted_channels: dict[int, Channel] = {}
         self.users: dict[int, dict[str, Any]] = {bot_user_id: self.bot_user}
         self.messages: dict[int, FakeMessage] = {}
         self.deleted: set[int] = set()
@@ -126,8 +168,13 @@ class FakeDiscord:
         #: Synced application commands: ``None`` → global, guild id → that guild's.
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
         self.requests: list[RequestRecord] = []
+        #: Every message create/edit request of the bot, in order (see :class:`MessageSend`).
+        self.sends: list[MessageSend] = []
         self.unhandled: list[str] = []
         self._rate_limits: list[_RateLimit] = []
+        self.faults: list[Fault] = []
+        #: Set while stopping, so that delayed and held answers go out and the server can close.
+        self.stopping = asyncio.Event()
         self.rest = RestApi(self)
         self.gateway = Gateway(self)
         self.port = 0
@@ -148,6 +195,7 @@ class FakeDiscord:
 
     async def start(self) -> None:
         """Serve on 127.0.0.1 (free port) and point discord.py's REST and gateway URLs here."""
+        self.stopping.clear()
         app = web.Application(middlewares=[self.rest.middleware], client_max_size=200 * MIB)
         app.router.add_get("/gateway", self.gateway.handle)
         self.rest.register(app)
@@ -161,7 +209,11 @@ class FakeDiscord:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
 
     async def stop(self) -> None:
-        """Close connections, stop serving, restore discord.py's URLs."""
+        """Release held and delayed answers, close connections, stop serving, restore discord.py's
+        URLs."""
+        self.stopping.set()
+        for fault in self.faults:
+            fault.release()
         if self._saved is not None:
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = self._saved
             self._saved = None
@@ -221,8 +273,11 @@ class FakeDiscord:
         nsfw: bool = False,
         bot_can_send: bool = True,
         bot_can_attach: bool = True,
+        bot_can_view: bool = True,
+        bot_can_read_history: bool = True,
     ) -> Channel:
-        """A text channel; ``bot_can_*=False`` adds a member overwrite denying the bot that."""
+        """A text channel; ``bot_can_*=False`` adds a member overwrite denying the bot that
+        (Send Messages, Attach Files, View Channel, Read Message History)."""
         guild = self.guilds[guild_id]
         channel = Channel(
             channel_id,
@@ -233,6 +288,8 @@ class FakeDiscord:
             nsfw=nsfw,
             bot_can_send=bot_can_send,
             bot_can_attach=bot_can_attach,
+            bot_can_view=bot_can_view,
+            bot_can_read_history=bot_can_read_history,
         )
         guild.channels[channel_id] = channel
         self.channels[channel_id] = channel
@@ -256,6 +313,8 @@ class FakeDiscord:
             nsfw=parent.nsfw,
             bot_can_send=parent.bot_can_send,
             bot_can_attach=parent.bot_can_attach,
+            bot_can_view=parent.bot_can_view,
+            bot_can_read_history=parent.bot_can_read_history,
             parent_id=parent_id,
             owner_id=owner_id,
             created_at=self.clock.iso(),
@@ -263,6 +322,36 @@ class FakeDiscord:
         guild.channels[thread_id] = thread
         self.channels[thread_id] = thread
         return thread
+
+    async def delete_channel(self, channel_id: int) -> Channel:
+        """Delete a channel (a text channel's threads go with it), as a moderator would.
+
+        Afterwards every route on it answers 404 10003 Unknown Channel (sending, fetching and
+        listing messages, editing or deleting them, GET /channels/{id}), and so do callbacks,
+        follow-ups and ``@original`` reads or edits of interactions invoked in it. Its messages
+        stay in :attr:`messages` for inspection. Connected bots get CHANNEL_DELETE (THREAD_DELETE
+        for a thread), so discord.py drops it from its cache. Returns the deleted channel.
+        """
+        channel = self.channels[channel_id]
+        doomed = [channel, *(c for c in self.channels.values() if c.parent_id == channel_id)]
+        for gone in doomed:
+            del self.channels[gone.id]
+            self.deleted_channels[gone.id] = gone
+            if gone.guild_id is not None:
+                del self.guilds[gone.guild_id].channels[gone.id]
+        if channel.is_thread:
+            event = {
+                "id": str(channel.id),
+                "guild_id": str(channel.guild_id),
+                "parent_id": str(channel.parent_id),
+                "type": 11,
+            }
+            await self.gateway.dispatch("THREAD_DELETE", event)
+        else:
+            # discord.py drops the channel's threads from its cache itself.
+            await self.gateway.dispatch("CHANNEL_DELETE", channel.to_payload())
+        await self.notifier.notify()
+        return channel
 
     def dm_channel(self, user: dict[str, Any]) -> Channel:
         """The bot's DM channel with ``user`` (created on first use)."""
@@ -296,12 +385,113 @@ class FakeDiscord:
 
     def add_message(self, channel_id: int, content: str, *, author_id: int) -> FakeMessage:
         """A message some user posted (for tests that touch messages the bot did not write)."""
-        channel = self.channels[channel_id]
+        channel = self._live_channel(channel_id)
         return self.new_message(channel, self.users[author_id], {"content": content}, {})
 
     def advance_time(self, seconds: float) -> None:
         """Move the fake's clock (ack deadlines, token lifetimes, URL expiry) forward."""
         self.clock.advance(seconds)
+
+    def fail_next(
+        self,
+        method: str,
+        path_pattern: str,
+        status: int,
+        code: int = 0,
+        message: str = "",
+        *,
+        times: int = 1,
+        after_processing: bool = False,
+        delay_s: float = 0.0,
+    ) -> Fault:
+        """Answer the next ``times`` matching requests with ``status`` and a Discord error body
+        ``{"code": code, "message": message}`` (message default: ``"<status>: <reason>"``).
+
+        ``path_pattern`` full-matches the path without ``/api/v10``, e.g.
+        ``r"/channels/\\d+/messages"`` or ``r"/webhooks/\\d+/[^/]+"`` (follow-ups).
+        ``after_processing=False``: the request is refused before anything happens.
+        ``after_processing=True``: it is carried out (the message IS created or edited) and only
+        its answer is replaced by the error: "the post landed but its answer was lost".
+        ``delay_s`` waits that long before answering. An injected 429 (:meth:`inject_rate_limit`)
+        for the same request comes first and does not use up the fault.
+
+        discord.py retries some errors itself, so a test may see the request again: its REST
+        client (channel messages, edits, fetches) retries 500, 502, 504 and 524 up to 5 tries,
+        sleeping 1, 3, 5, 7 s between them, while its webhook client (interaction callbacks,
+        follow-ups, ``@original``) retries every status >= 500 the same way; other statuses
+        (e.g. 503 on the REST client, any 4xx) raise at once. Use ``times`` > 1 to outlast the
+        retries, or a non-retried status to fail on the first answer.
+        """
+        if status < 400:
+            raise ValueError(f"fail_next needs an error status, not {status}")
+        return self._add_fault(
+            method,
+            path_pattern,
+            times,
+            status=status,
+            code=code,
+            message=message,
+            after_processing=after_processing,
+            delay_s=delay_s,
+        )
+
+    def delay_next(
+        self,
+        method: str,
+        path_pattern: str,
+        delay_s: float,
+        *,
+        times: int = 1,
+        after_processing: bool = True,
+    ) -> Fault:
+        """Give the next ``times`` matching requests their normal answer ``delay_s`` late.
+
+        ``after_processing=True`` (default): processed at once, answered late; ``False``: the
+        request waits before it is processed. Stopping the fake cuts the delay short.
+        """
+        return self._add_fault(
+            method, path_pattern, times, after_processing=after_processing, delay_s=delay_s
+        )
+
+    def hold_next(
+        self,
+        method: str,
+        path_pattern: str,
+        *,
+        times: int = 1,
+        after_processing: bool = True,
+        status: int | None = None,
+        code: int = 0,
+        message: str = "",
+    ) -> Fault:
+        """Hold the answers of the next ``times`` matching requests until ``fault.release()``.
+
+        With ``after_processing=True`` (default) the request is carried out first, so a test can
+        ``await fake.wait_for_fault(fault)`` and then kill the bot while the answer is pending.
+        After release the normal answer goes out, or, with ``status``, that error instead.
+        Stopping the fake releases every hold.
+        """
+        return self._add_fault(
+            method,
+            path_pattern,
+            times,
+            status=status,
+            code=code,
+            message=message,
+            after_processing=after_processing,
+            held=True,
+        )
+
+    async def wait_for_fault(
+        self,
+        fault: Fault,
+        hits: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> None:
+        """Wait until ``fault`` caught ``hits`` requests (and, if held, holds the last one)."""
+        await self.notifier.wait_for(
+            lambda: fault.hits >= hits, timeout, f"{hits} hit(s) of {fault}"
+        )
 
     def inject_rate_limit(
         self,
@@ -366,7 +556,7 @@ class FakeDiscord:
         data.update(self._command_ref(name, guild_id))
         return await self._dispatch_interaction(
             2,
-            self.channels[channel_id],
+            self._live_channel(channel_id),
             member,
             data,
             permissions=permissions,
@@ -392,7 +582,7 @@ class FakeDiscord:
         button = stored.component(custom_id)
         if stored.deleted or button is None or button.get("type") != 2 or button.get("disabled"):
             raise ValueError(f"message {stored.id} has no enabled button {custom_id!r}")
-        channel = self.channels[stored.channel_id]
+        channel = self._live_channel(stored.channel_id)
         member = self._member(self.guilds[stored.guild_id or 0], user_id, roles)
         data = {"custom_id": custom_id, "component_type": 2}
         return await self._dispatch_interaction(
@@ -423,7 +613,7 @@ class FakeDiscord:
         opener = self._modal_opener(custom_id, user_id)
         assert opener.modal is not None
         data = {"custom_id": custom_id, "components": _modal_answers(opener.modal, values)}
-        channel = self.channels[opener.channel_id]
+        channel = self._live_channel(opener.channel_id)
         member = self._member(self.guilds[channel.guild_id or 0], user_id, ())
         source = self.messages.get(opener.message_id or 0)
         return await self._dispatch_interaction(
@@ -437,6 +627,16 @@ class FakeDiscord:
         )
 
     # Looking at what happened
+
+    def sends_without_allowed_mentions(self) -> list[MessageSend]:
+        """The bot's requests that could ping (creates, text edits) but carried no
+        ``allowed_mentions``, so Discord pinged every mention in their text."""
+        return [s for s in self.sends if s.may_ping and s.allowed_mentions is None]
+
+    def channel_history(self, channel_id: int) -> list[FakeMessage]:
+        """What GET /channels/{id}/messages lists: not deleted, not ephemeral; oldest first."""
+        listed = [m for m in self.messages_in(channel_id) if not m.ephemeral]
+        return sorted(listed, key=lambda m: m.id)
 
     def message(self, message_id: int) -> FakeMessage:
         """A stored message (deleted ones too: see ``FakeMessage.deleted``)."""
@@ -511,6 +711,66 @@ class FakeDiscord:
                 flags |= flag
         return flags
 
+    def bot_permissions(self, channel: Channel) -> int:
+        """The bot's permissions in a channel: its roles, minus the channel's overwrites for it
+        (an administrator keeps everything); in a DM what a member has."""
+        if channel.guild_id is None:
+            return MEMBER_PERMISSIONS
+        guild = self.guilds[channel.guild_id]
+        base = guild.base_permissions(guild.members[self.bot_user_id])
+        return base if base & ADMINISTRATOR else base & ~channel.bot_denied
+
+    def message_with_nonce(
+        self, channel_id: int, author_id: int, nonce: int | str
+    ) -> FakeMessage | None:
+        """The newest message (deleted too) ``author_id`` created in the channel with this nonce
+        within :attr:`nonce_window_s`; nonces compare as strings (``123`` equals ``"123"``)."""
+        cutoff = self.clock.now() - self.nonce_window_s
+        for message in reversed(self.messages.values()):
+            if message.created_at < cutoff:
+                break  # the store is in creation order, so every older one is out of the window
+            if (
+                message.channel_id == channel_id
+                and message.author_id == author_id
+                and message.nonce is not None
+                and str(message.nonce) == str(nonce)
+            ):
+                return message
+        return None
+
+    def take_fault(self, request: web.Request) -> Fault | None:
+        """The first injected fault matching this API request, with one use taken off it."""
+        if not request.path.startswith(API + "/"):
+            return None  # the gateway websocket and the CDN are not faulted
+        path = request.path.removeprefix(API)
+        for fault in self.faults:
+            if fault.matches(request.method, path):
+                fault.remaining -= 1
+                return fault
+        return None
+
+    def record_send(
+        self,
+        request: web.Request,
+        message: FakeMessage,
+        payload: dict[str, Any],
+        *,
+        creates: bool,
+    ) -> None:
+        """Add a :class:`MessageSend` to :attr:`sends`."""
+        send = MessageSend(
+            method=request.method,
+            path=request.path.removeprefix(API),
+            message_id=message.id,
+            creates=creates,
+            may_ping=creates or message.changes_mention_text(payload),
+            allowed_mentions=payload.get("allowed_mentions"),
+            pinged_users=frozenset(message.pinged_users),
+            pinged_roles=frozenset(message.pinged_roles),
+            pinged_everyone=message.pinged_everyone,
+        )
+        self.sends.append(send)
+
     def take_rate_limit(self, request: web.Request) -> web.Response | None:
         """A 429 for the request if one was injected for it."""
         path = request.path.removeprefix(API)
@@ -552,8 +812,11 @@ class FakeDiscord:
         payload: dict[str, Any],
         files: dict[int, Upload],
         interaction: FakeInteraction | None = None,
+        *,
+        reference: FakeMessage | None = None,
     ) -> FakeMessage:
-        """Store a message built from a create payload (ephemeral only through an interaction)."""
+        """Store a message built from a create payload (ephemeral only through an interaction);
+        ``reference``: the message it replies to."""
         settable = SETTABLE_FLAGS if interaction else SETTABLE_FLAGS & ~EPHEMERAL
         message = FakeMessage(
             id=self._ids.next(),
@@ -565,8 +828,10 @@ class FakeDiscord:
             embeds=payload.get("embeds") or [],
             components=payload.get("components") or [],
             flags=(payload.get("flags") or 0) & settable,
+            reference=reference,
         )
         message.attachments = self._attachments_after(message, payload, files)
+        self._update_pings(message, payload.get("allowed_mentions"))
         if interaction is not None:
             message.interaction_id = interaction.id
             message.webhook_id = self.application_id
@@ -597,6 +862,10 @@ class FakeDiscord:
         message.flags &= ~LOADING
         message.attachments = self._attachments_after(message, payload, files)
         message.edited_timestamp = self.clock.iso()
+        if message.changes_mention_text(payload):
+            # Discord rebuilds the mentions from the new text under the edit's own
+            # allowed_mentions (defaults if it has none), ignoring the create's.
+            self._update_pings(message, payload.get("allowed_mentions"))
 
     def delete_message(self, message: FakeMessage) -> None:
         """Mark deleted (it stays readable through :meth:`message`)."""
@@ -637,6 +906,29 @@ class FakeDiscord:
         return self.clock.now() <= int(ex, 16) and str(attachment.id) in request.path.split("/")
 
     # Internals
+
+    def _live_channel(self, channel_id: int) -> Channel:
+        """A channel users can act in; ``ValueError`` once it was deleted (or never existed)."""
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            state = "was deleted" if channel_id in self.deleted_channels else "does not exist"
+            raise ValueError(f"channel {channel_id} {state}")
+        return channel
+
+    def _update_pings(self, message: FakeMessage, allowed: dict[str, Any] | None) -> None:
+        """Recompute who the message pings, and its ``mentions`` user objects."""
+        replied = None if message.reference is None else message.reference.author_id
+        pings = compute_pings(message.mention_text, allowed, replied)
+        message.set_pings(pings)
+        message.mentions = [
+            self.users.get(user_id) or user_payload(user_id, f"user{user_id}")
+            for user_id in sorted(pings.users)
+        ]
+
+    def _add_fault(self, method: str, path_pattern: str, times: int, **behaviour: Any) -> Fault:
+        fault = Fault(method.upper(), re.compile(path_pattern), times, **behaviour)
+        self.faults.append(fault)
+        return fault
 
     def _sign(self, path: str, ex: str, issued: str) -> str:
         return hmac.new(self._secret, f"{path}|{ex}|{issued}".encode(), hashlib.sha256).hexdigest()
@@ -761,9 +1053,7 @@ class FakeDiscord:
         guild = self.guilds[channel.guild_id or 0]
         if permissions is None:
             permissions = guild.base_permissions(member)
-        bot_permissions = (
-            guild.base_permissions(guild.members[self.bot_user_id]) & ~channel.bot_denied
-        )
+        bot_permissions = self.bot_permissions(channel)
         interaction_id, token = self._ids.next(), "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
         payload: dict[str, Any] = {
             "id": str(interaction_id),
