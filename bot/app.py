@@ -97,13 +97,13 @@ class WanBot(commands.Bot):
         await super().close()
 
 
-def run(settings: Settings, token: str) -> None:
+def run(settings: Settings, token: str, tuning: Tuning | None = None) -> None:
     """Run the bot until Ctrl-C or SIGTERM (`docker stop`), then close it cleanly.
 
-    Logging is already set up by the caller.
+    Logging is already set up by the caller; `tuning` shortens the timings in tests.
     """
     try:
-        asyncio.run(_serve(WanBot(settings), token))
+        asyncio.run(_serve(WanBot(settings, tuning), token))
     except KeyboardInterrupt:
         pass
     except discord.LoginFailure:

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     budget_period: BudgetPeriod = BudgetPeriod.MONTH
     max_jobs_per_member: int = Field(default=2, ge=1, le=50)
     job_timeout_s: float = Field(default=1800.0, ge=30, le=86_400)
-    submit_absent_after_s: float = Field(default=300.0, ge=10, le=86_400)
+    submit_absent_after_s: float = Field(default=300.0, ge=1, le=86_400)
     submit_hold_max_s: float = Field(default=21_600.0, ge=60, le=604_800)
     image_min_side_px: int = Field(default=240, ge=1, le=10_000)
     image_max_side_px: int = Field(default=2000, ge=64, le=10_000)

@@ -21,11 +21,12 @@ import pytest
 from bot.cli import CLI_OWNER, main
 from bot.config import Settings
 from bot.domain.budget import BudgetPeriod, BudgetPolicy
+from bot.domain.job import LedgerEntry
+from bot.domain.lifecycle import JobState
 from bot.domain.request import GenerationRequest
 from bot.testing.fake_wavespeed import FakeWaveSpeed
 from bot.wavespeed import WaveSpeedClient
 from storage import open_storage
-from bot.domain.job import LedgerEntry
 from tests.conftest import TEST_API_KEY
 from tests.fakes.images import tiny_png
 
@@ -277,9 +278,9 @@ async def test_generate_first_finishes_a_job_an_interrupted_run_left(
         image = await wavespeed_client.upload(tiny_png(), "cat.png", "image/png")
         request = GenerationRequest.parse(image=image, prompt="an earlier run")
         job = await storage.reserve(CLI_OWNER, request.model_dump_json(), request.price_micro, 2)
-        await storage.mark_submitting(job.id, request.model_dump_json())
+        await storage.advance(job.id, JobState.SUBMITTING)
         prediction = await wavespeed_client.submit(request.to_api_body())
-        await storage.mark_submitted(job.id, prediction.id)
+        await storage.advance(job.id, JobState.SUBMITTED, prediction_id=prediction.id)
     finally:
         await storage.close()
 

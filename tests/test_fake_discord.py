@@ -13,9 +13,11 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
+from tests.fakes.discord_rest import API
 from tests.fakes.discord_server import FakeDiscord, FakeInteraction, running_bot
 
 GUILD, CHANNEL, READONLY, NO_FILES, THREAD, MOD_ROLE = 1001, 2001, 2002, 2003, 2004, 4001
+HIDDEN, NO_HISTORY = 2005, 2006
 BOOSTED_GUILD, BOOSTED_CHANNEL = 1002, 2101
 USER, OTHER_USER = 3001, 3002
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
@@ -217,6 +219,17 @@ def bot_auth(fake: FakeDiscord) -> dict[str, str]:
     return {"Authorization": f"Bot {fake.bot_token}"}
 
 
+def text_channel(bot: discord.Client, channel_id: int) -> discord.TextChannel:
+    channel = bot.get_channel(channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    return channel
+
+
+def pings(fake: FakeDiscord, message: discord.Message) -> tuple[set[int], set[int], bool]:
+    stored = fake.message(message.id)
+    return stored.pinged_users, stored.pinged_roles, stored.pinged_everyone
+
+
 # The happy paths
 
 
@@ -377,6 +390,8 @@ async def test_dm_to_the_invoking_user(fake: FakeDiscord, bot: DemoBot) -> None:
     await invoke(fake, "dm")
     message = await fake.wait_for_message(lambda m: m.content == "hello in private")
     assert fake.channels[message.channel_id].recipient == fake.users[USER]
+    history = await bot.http.logs_from(message.channel_id, 10)
+    assert [m["content"] for m in history] == ["hello in private"]
 
 
 async def test_fetch_routes_and_deleting_interaction_messages(
@@ -560,6 +575,22 @@ async def test_unknown_channel_message_and_foreign_edit(fake: FakeDiscord, bot: 
             },
             ["components", "0", "components", "0", "custom_id"],
         ),
+        ({"content": "x", "nonce": "n" * 26}, ["nonce"]),
+        ({"content": "x", "nonce": ["n"]}, ["nonce"]),
+        ({"content": "x", "nonce": "n", "enforce_nonce": "yes"}, ["enforce_nonce"]),
+        (
+            {"content": "x", "allowed_mentions": {"parse": ["users"], "users": [str(USER)]}},
+            ["allowed_mentions"],
+        ),
+        (
+            {"content": "x", "allowed_mentions": {"parse": ["nobody"]}},
+            ["allowed_mentions", "parse", "0"],
+        ),
+        (
+            {"content": "x", "allowed_mentions": {"users": [str(i) for i in range(101)]}},
+            ["allowed_mentions", "users"],
+        ),
+        ({"content": "x", "message_reference": {"message_id": "424242"}}, ["message_reference"]),
     ],
 )
 async def test_invalid_form_body(
@@ -618,3 +649,365 @@ async def test_unknown_route_is_404_and_recorded(fake: FakeDiscord) -> None:
     assert (status, body["code"]) == (404, 0)
     assert fake.unhandled == ["GET /api/v10/nope"]
     fake.unhandled.clear()
+
+
+# Message nonces
+
+
+async def test_enforced_nonce_answers_the_earlier_message(fake: FakeDiscord, bot: DemoBot) -> None:
+    channel = text_channel(bot, CHANNEL)
+    first = await channel.send("one", nonce="job-1")
+    again = await channel.send("one, retried", nonce="job-1")
+
+    assert (again.id, again.content, first.nonce) == (first.id, "one", "job-1")
+    assert fake.message(first.id).nonce_replays == 1
+    elsewhere = await text_channel(bot, NO_FILES).send("elsewhere", nonce="job-1")
+    assert elsewhere.id != first.id
+    fake.advance_time(fake.nonce_window_s + 1)
+    later = await channel.send("much later", nonce="job-1")
+    assert later.id != first.id
+    assert [m.content for m in fake.channel_history(CHANNEL)] == ["one", "much later"]
+
+
+async def test_enforced_nonce_in_multipart_payload_json(fake: FakeDiscord, bot: DemoBot) -> None:
+    channel = text_channel(bot, CHANNEL)
+    sent = [
+        await channel.send(file=discord.File(io.BytesIO(b"v"), "v.mp4"), nonce=7) for _ in range(2)
+    ]
+    assert sent[0].id == sent[1].id
+    [stored] = fake.channel_history(CHANNEL)
+    assert len(stored.attachments) == 1 and stored.nonce == "7"  # discord.py sends str(nonce)
+
+
+async def test_nonce_without_enforce_creates_again(fake: FakeDiscord) -> None:
+    path = f"/api/v10/channels/{CHANNEL}/messages"
+    body: dict[str, Any] = {"content": "x", "nonce": 42}
+    answers = [(await raw(fake, "POST", path, json=body, headers=bot_auth(fake)))[1] for _ in "ab"]
+    assert answers[0]["id"] != answers[1]["id"] and answers[0]["nonce"] == 42
+
+    enforced = {**body, "nonce": "42", "enforce_nonce": True}  # nonces compare as strings
+    status, answer = await raw(fake, "POST", path, json=enforced, headers=bot_auth(fake))
+    assert (status, answer["id"]) == (200, answers[1]["id"])
+    longest = {"content": "x", "nonce": "n" * 25}
+    assert (await raw(fake, "POST", path, json=longest, headers=bot_auth(fake)))[0] == 200
+
+
+async def test_enforced_nonce_of_deleted_or_foreign_messages(
+    fake: FakeDiscord, bot: DemoBot
+) -> None:
+    channel = text_channel(bot, CHANNEL)
+    first = await channel.send("gone soon", nonce="job-2")
+    await first.delete()
+    with pytest.raises(discord.NotFound) as gone:
+        await channel.send("again", nonce="job-2")
+    assert gone.value.code == 10008
+
+    theirs = fake.add_message(CHANNEL, "a user's", author_id=USER)
+    theirs.nonce = "job-3"
+    assert (await channel.send("mine", nonce="job-3")).id != theirs.id
+
+
+# Reading history
+
+
+async def test_history_lists_visible_messages_newest_first(fake: FakeDiscord, bot: DemoBot) -> None:
+    posted = await invoke(fake, "post", options=[{"name": "size", "type": 4, "value": 10}])
+    video = await fake.wait_for_message(lambda m: bool(m.attachments))
+    panel = await invoke(fake, "panel")
+    await panel.wait_until_acked()
+    later = await invoke(fake, "later")
+    await later.wait_until_acked()
+    bot.cog.gate.set()
+    [followup] = await later.wait_for_followups()
+    theirs = fake.add_message(CHANNEL, "from a user", author_id=USER)
+
+    history = [m async for m in text_channel(bot, CHANNEL).history(limit=None)]
+
+    assert posted.original is not None and posted.original.ephemeral  # never listed
+    assert panel.original is not None and later.original is not None
+    expected = [theirs, followup, later.original, panel.original, video]
+    assert [m.id for m in history] == [m.id for m in expected]
+    assert history[0].author.id == USER and history[0].content == "from a user"
+    assert history[1].webhook_id == fake.application_id == history[1].application_id
+    assert history[2].flags.loading and history[3].components
+    assert history[4].attachments[0].filename == "video.mp4"
+
+
+async def test_history_pages_with_before_after_around(fake: FakeDiscord, bot: DemoBot) -> None:
+    ids = [fake.add_message(CHANNEL, str(n), author_id=USER).id for n in range(5)]
+    path = f"/api/v10/channels/{CHANNEL}/messages"
+
+    async def page(**query: int) -> list[int]:
+        params = {k: str(v) for k, v in query.items()}
+        status, body = await raw(fake, "GET", path, params=params, headers=bot_auth(fake))
+        assert status == 200
+        return [int(m["id"]) for m in body]
+
+    assert await page() == ids[::-1]
+    assert await page(limit=2) == [ids[4], ids[3]]
+    assert await page(limit=2, before=ids[3]) == [ids[2], ids[1]]
+    assert await page(limit=2, after=ids[0]) == [ids[2], ids[1]]
+    assert await page(limit=3, around=ids[2]) == [ids[3], ids[2], ids[1]]
+    assert await page(limit=1, around=ids[2]) == [ids[2]]
+    channel = text_channel(bot, CHANNEL)
+    after = [m.id async for m in channel.history(after=discord.Object(ids[1]), limit=2)]
+    assert after == [ids[2], ids[3]]  # discord.py reverses Discord's newest-first "after" pages
+
+
+@pytest.mark.parametrize(
+    ("query", "key"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"before": "x"}, "before"),
+    ],
+)
+async def test_history_query_is_validated(
+    fake: FakeDiscord, query: dict[str, str], key: str
+) -> None:
+    path = f"/api/v10/channels/{CHANNEL}/messages"
+    status, body = await raw(fake, "GET", path, params=query, headers=bot_auth(fake))
+    assert (status, body["code"]) == (400, 50035) and body["errors"][key]["_errors"]
+    assert (await raw(fake, "GET", path))[0] == 401
+
+
+async def test_history_needs_view_channel_and_read_history(fake: FakeDiscord) -> None:
+    fake.add_channel(GUILD, HIDDEN, "hidden", bot_can_view=False)
+    fake.add_channel(GUILD, NO_HISTORY, "no-history", bot_can_read_history=False)
+    old = fake.add_message(NO_HISTORY, "old news", author_id=USER)
+    async with running_bot(fake, DemoBot) as bot:
+        hidden, no_history = text_channel(bot, HIDDEN), text_channel(bot, NO_HISTORY)
+        assert not hidden.permissions_for(hidden.guild.me).view_channel
+        with pytest.raises(discord.Forbidden) as no_access:
+            [m async for m in hidden.history()]
+        assert no_access.value.code == 50001
+        with pytest.raises(discord.Forbidden) as no_send:
+            await hidden.send("hello?")
+        assert no_send.value.code == 50001
+
+        assert [m async for m in no_history.history()] == []  # Discord answers an empty list
+        with pytest.raises(discord.Forbidden) as no_read:
+            await no_history.fetch_message(old.id)
+        assert no_read.value.code == 50013
+        assert (await no_history.send("writing is fine")).content == "writing is fine"
+
+
+# Deleted channels
+
+
+async def test_deleted_channel_is_unknown_everywhere(fake: FakeDiscord, bot: DemoBot) -> None:
+    fake.add_thread(GUILD, THREAD, "questions", parent_id=CHANNEL, owner_id=USER)
+    ours = await text_channel(bot, CHANNEL).send("before the purge")
+    later = await invoke(fake, "later")
+    await later.wait_until_acked()
+    deleted = asyncio.ensure_future(bot.wait_for("guild_channel_delete", timeout=5))
+
+    await fake.delete_channel(CHANNEL)
+
+    assert (await deleted).id == CHANNEL and bot.get_channel(CHANNEL) is None
+    assert THREAD not in fake.channels and THREAD in fake.deleted_channels
+    message_path = f"/channels/{CHANNEL}/messages/{ours.id}"
+    for method, path, body in [
+        ("POST", f"/channels/{CHANNEL}/messages", {"content": "x"}),
+        ("GET", f"/channels/{CHANNEL}/messages", None),
+        ("GET", message_path, None),
+        ("PATCH", message_path, {"content": "y"}),
+        ("DELETE", message_path, None),
+        ("GET", f"/channels/{CHANNEL}", None),
+        ("POST", f"/channels/{THREAD}/messages", {"content": "x"}),
+    ]:
+        status, answer = await raw(fake, method, API + path, json=body, headers=bot_auth(fake))
+        assert (status, answer["code"], answer["message"]) == (404, 10003, "Unknown Channel")
+    bot.cog.gate.set()
+    error = await bot.next_error()
+    assert isinstance(error, discord.NotFound) and error.code == 10003
+    assert later.followups == [] and fake.message(ours.id).content == "before the purge"
+    with pytest.raises(ValueError, match="was deleted"):
+        await invoke(fake, "panel")
+
+
+# Fault injection
+
+
+async def test_fail_next_refuses_before_processing(fake: FakeDiscord, bot: DemoBot) -> None:
+    refusal = fake.fail_next("POST", r"/channels/\d+/messages", 403, 50013, "Missing Permissions")
+    channel = text_channel(bot, CHANNEL)
+    with pytest.raises(discord.Forbidden) as refused:
+        await channel.send("nope")
+    assert (refused.value.code, refused.value.text) == (50013, "Missing Permissions")
+    assert fake.channel_history(CHANNEL) == [] and refusal.hits == 1
+    assert (await channel.send("fine")).content == "fine"
+
+    fake.fail_next("POST", r"/webhooks/\d+/[^/]+", 404, 10015, "Unknown Webhook")
+    later = await invoke(fake, "later")
+    await later.wait_until_acked()
+    bot.cog.gate.set()
+    error = await bot.next_error()
+    assert isinstance(error, discord.NotFound) and error.code == 10015 and later.followups == []
+
+    fake.fail_next("GET", "/users/@me", 502)
+    status, body = await raw(fake, "GET", API + "/users/@me", headers=bot_auth(fake))
+    assert (status, body) == (502, {"message": "502: Bad Gateway", "code": 0})
+    with pytest.raises(ValueError, match="error status"):
+        fake.fail_next("GET", "/users/@me", 200)
+
+
+async def test_lost_answer_then_a_retry_with_the_same_nonce(
+    fake: FakeDiscord, bot: DemoBot
+) -> None:
+    fake.fail_next("POST", r"/channels/\d+/messages", 503, after_processing=True)
+    channel = text_channel(bot, CHANNEL)
+    with pytest.raises(discord.DiscordServerError):  # discord.py does not retry a 503
+        await channel.send("landed", nonce="job-9")
+    [landed] = fake.channel_history(CHANNEL)
+
+    retried = await channel.send("landed", nonce="job-9")
+
+    assert retried.id == landed.id and fake.channel_history(CHANNEL) == [landed]
+
+
+async def test_discord_py_retries_a_500_and_its_nonce_prevents_a_duplicate(
+    fake: FakeDiscord, bot: DemoBot
+) -> None:
+    route = rf"/channels/{CHANNEL}/messages"
+    fake.fail_next("POST", route, 500, after_processing=True)
+
+    sent = await text_channel(bot, CHANNEL).send("once")  # discord.py sleeps 1 s, then retries
+
+    assert [m.id for m in fake.channel_history(CHANNEL)] == [sent.id]
+    assert [r.status for r in fake.requests_to("POST", route)] == [500, 200]
+
+
+async def test_hold_next_keeps_the_answer_until_released(fake: FakeDiscord, bot: DemoBot) -> None:
+    hold = fake.hold_next("POST", r"/channels/\d+/messages")
+    sending = asyncio.ensure_future(text_channel(bot, CHANNEL).send("pending"))
+
+    await fake.wait_for_fault(hold)
+    [landed] = fake.channel_history(CHANNEL)
+    assert landed.content == "pending" and not sending.done()
+    hold.release()
+
+    assert (await sending).id == landed.id
+
+
+async def test_bot_gone_while_its_answer_is_held(fake: FakeDiscord) -> None:
+    hold = fake.hold_next("POST", r"/webhooks/\d+/[^/]+")
+    async with running_bot(fake, DemoBot) as bot:
+        later = await invoke(fake, "later")
+        await later.wait_until_acked()
+        bot.cog.gate.set()
+        await fake.wait_for_fault(hold)
+    [followup] = later.followups  # it landed; the bot never learnt so
+    assert followup.content == "finally"
+    hold.release()
+
+
+async def test_delay_next_answers_late(fake: FakeDiscord, bot: DemoBot) -> None:
+    fake.delay_next("GET", rf"/channels/{CHANNEL}", 0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    channel = await bot.fetch_channel(CHANNEL)
+    assert channel.id == CHANNEL and loop.time() - started >= 0.3
+
+
+# Allowed mentions
+
+
+async def test_pings_follow_allowed_mentions(fake: FakeDiscord, bot: DemoBot) -> None:
+    channel = text_channel(bot, CHANNEL)
+    text = f"<@{USER}> <@!{OTHER_USER}> <@&{MOD_ROLE}> @everyone"
+    only_user = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(USER)])
+
+    loud = await channel.send(text)
+    targeted = await channel.send(text, allowed_mentions=only_user)
+    silent = await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+    unlisted = await channel.send("nobody here", allowed_mentions=only_user)
+
+    assert pings(fake, loud) == ({USER, OTHER_USER}, {MOD_ROLE}, True)
+    assert pings(fake, targeted) == ({USER}, set(), False)
+    assert pings(fake, silent) == (set(), set(), False)
+    assert pings(fake, unlisted) == (set(), set(), False)  # the list adds no pings
+    assert {u.id for u in loud.mentions} == {USER, OTHER_USER} and loud.mention_everyone
+    assert [u.id for u in targeted.mentions] == [USER] and not targeted.mention_everyone
+    assert [s.message_id for s in fake.sends_without_allowed_mentions()] == [loud.id]
+
+
+async def test_reply_pings_the_replied_author_unless_told_not_to(
+    fake: FakeDiscord, bot: DemoBot
+) -> None:
+    theirs = fake.add_message(CHANNEL, "question", author_id=OTHER_USER)
+    channel = text_channel(bot, CHANNEL)
+    target = channel.get_partial_message(theirs.id)
+
+    loud = await channel.send("answer", reference=target)
+    quiet = await channel.send("answer", reference=target, mention_author=False)
+
+    assert pings(fake, loud)[0] == {OTHER_USER} and pings(fake, quiet)[0] == set()
+    assert loud.type is discord.MessageType.reply and loud.reference is not None
+    assert loud.reference.message_id == theirs.id
+    assert isinstance(loud.reference.resolved, discord.Message)
+
+
+async def test_edits_recompute_pings_and_only_text_edits_may_ping(
+    fake: FakeDiscord, bot: DemoBot
+) -> None:
+    message = await text_channel(bot, CHANNEL).send(
+        "plain", allowed_mentions=discord.AllowedMentions.none()
+    )
+    edited = await message.edit(content=f"<@{OTHER_USER}>")  # defaults: pings again
+    assert pings(fake, message) == ({OTHER_USER}, set(), False)
+    await edited.edit(view=None)  # no text, so no mentions change
+    assert pings(fake, message) == ({OTHER_USER}, set(), False)
+
+    [loud_edit] = fake.sends_without_allowed_mentions()
+    assert (loud_edit.method, loud_edit.path, loud_edit.creates) == (
+        "PATCH",
+        f"/channels/{CHANNEL}/messages/{message.id}",
+        False,
+    )
+    assert [(s.creates, s.may_ping) for s in fake.sends] == [
+        (True, True),
+        (False, True),
+        (False, False),
+    ]
+
+
+async def test_interaction_responses_followups_and_edits_are_recorded(
+    fake: FakeDiscord, bot: DemoBot
+) -> None:
+    interaction = await invoke(fake, "mentions")
+    [followup] = await interaction.wait_for_followups()
+    await interaction.wait_for(lambda i: i.original is not None and i.original.edited_timestamp)
+
+    callback, sent, edit = fake.sends
+    assert callback.path == f"/interactions/{interaction.id}/{interaction.token}/callback"
+    # discord.AllowedMentions(users=[...]) keeps its default everyone=True: @everyone pings.
+    assert (callback.creates, callback.pinged_users, callback.pinged_everyone) == (
+        True,
+        frozenset({USER}),
+        True,
+    )
+    assert (sent.creates, sent.allowed_mentions, sent.message_id) == (True, None, followup.id)
+    assert (followup.pinged_users, followup.pinged_roles, followup.pinged_everyone) == (
+        {OTHER_USER},
+        {MOD_ROLE},
+        True,
+    )
+    assert edit.path.endswith("/messages/@original") and not edit.creates
+    assert interaction.original is not None and interaction.original.pinged_users == set()
+    assert fake.sends_without_allowed_mentions() == [sent]
+
+
+async def test_stopping_the_fake_lets_held_and_delayed_answers_go() -> None:
+    loop = asyncio.get_running_loop()
+    async with FakeDiscord() as fake:
+        hold = fake.hold_next("GET", "/users/@me")
+        delay = fake.delay_next("GET", "/gateway", 60)
+        held = asyncio.ensure_future(raw(fake, "GET", API + "/users/@me", headers=bot_auth(fake)))
+        delayed = asyncio.ensure_future(raw(fake, "GET", API + "/gateway"))
+        await fake.wait_for_fault(hold)
+        await fake.wait_for_fault(delay)
+        started = loop.time()
+    assert [(await held)[0], (await delayed)[0]] == [200, 200]
+    assert loop.time() - started < 5

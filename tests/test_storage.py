@@ -1,11 +1,15 @@
-"""SqliteStorage on real SQLite files: reservations under concurrency, settlement, periods,
-allowances, grants, usage, the ledger, migrations and the database's own safety nets."""
+"""SqliteStorage on real SQLite files: reservations under concurrency, the job lifecycle and the
+ledger rows its moves write, periods, allowances, grants, usage, settings, migrations (including
+an upgrade of a version-2 database with data) and the database's own safety nets."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import Counter, deque
 from collections.abc import AsyncIterator
+from contextlib import closing
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +22,18 @@ from bot.domain.budget import (
     BudgetPolicy,
     TooManyJobs,
 )
+from bot.domain.job import JobOwner, JobRecord
+from bot.domain.lifecycle import (
+    FINAL_STATES,
+    IN_PROGRESS,
+    TRANSITIONS,
+    FailureKind,
+    IllegalTransition,
+    JobState,
+    Settlement,
+    settlement_on_entering,
+)
 from storage import database_path, open_storage
-from storage.base import JobOwner, JobRecord, JobStatus
 from storage.migrate import load_migrations
 from storage.sqlite import SqliteStorage
 
@@ -32,6 +46,8 @@ POLICY = BudgetPolicy(
     member_allowance=1_000_000, server_allowance=10_000_000, period=BudgetPeriod.DAY
 )
 PLENTY = 10**12
+START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+HOLD_UNTIL = START + timedelta(minutes=10)
 
 
 class Clock:
@@ -53,7 +69,7 @@ def owner(member_id: int = MEMBER, guild_id: int = GUILD) -> JobOwner:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    return Clock(START)
 
 
 @pytest.fixture
@@ -74,9 +90,76 @@ async def reserve(
     return await store.reserve(owner(member_id), '{"prompt": "a cat"}', price, max_in_flight)
 
 
-def raw(db_path: str) -> sqlite3.Connection:
-    """A plain connection that bypasses SqliteStorage, for poking at the schema."""
-    return sqlite3.connect(db_path, isolation_level=None)
+async def plenty(store: SqliteStorage, member_id: int = MEMBER) -> None:
+    """Lift the member's and the server's allowances, for tests that make many jobs."""
+    await store.set_allowance(GUILD, member_id, PLENTY, actor_id=1)
+    await store.set_allowance(GUILD, SERVER_SCOPE_MEMBER_ID, PLENTY, actor_id=1)
+
+
+def raw(db_path: str) -> closing[sqlite3.Connection]:
+    """A plain connection that bypasses SqliteStorage, for poking at the schema; closed after."""
+    return closing(sqlite3.connect(db_path, isolation_level=None))
+
+
+# --- moving jobs through the lifecycle ----------------------------------------------------------
+def shortest_paths() -> dict[JobState, tuple[JobState, ...]]:
+    """For every state, the moves of a shortest allowed way there from `reserved` (breadth
+    first over TRANSITIONS, so the table itself decides how each state is reached)."""
+    paths: dict[JobState, tuple[JobState, ...]] = {JobState.RESERVED: ()}
+    queue = deque([JobState.RESERVED])
+    while queue:
+        state = queue.popleft()
+        for target in sorted(TRANSITIONS[state]):
+            if target not in paths:
+                paths[target] = (*paths[state], target)
+                queue.append(target)
+    return paths
+
+
+PATHS = shortest_paths()
+MOVES = [(source, target) for source in JobState for target in JobState]
+ALLOWED = [(source, target) for source, target in MOVES if target in TRANSITIONS[source]]
+REFUSED = [(source, target) for source, target in MOVES if target not in TRANSITIONS[source]]
+
+
+def move_id(move: tuple[JobState, JobState]) -> str:
+    return f"{move[0]}->{move[1]}"
+
+
+def needs(job_id: int, to: JobState) -> dict[str, object]:
+    """The columns the schema requires with a move into `to` (its CHECKs), for job `job_id`."""
+    match to:
+        case JobState.UNCERTAIN:
+            return {"hold_until": HOLD_UNTIL}
+        case JobState.SUBMITTED:
+            return {"prediction_id": f"pred-{job_id}"}  # unique per job
+        case JobState.FAILED:
+            return {"failure_kind": FailureKind.GENERATION_FAILED}
+        case _:
+            return {}
+
+
+async def move(store: SqliteStorage, job_id: int, to: JobState) -> JobRecord:
+    """One move, with what it needs."""
+    return await store.advance(job_id, to, **needs(job_id, to))
+
+
+async def walk(store: SqliteStorage, job: JobRecord, to: JobState) -> JobRecord:
+    """Move a reserved job along a shortest allowed way to `to`."""
+    assert job.state is JobState.RESERVED
+    for state in PATHS[to]:
+        job = await move(store, job.id, state)
+    return job
+
+
+async def job_in(store: SqliteStorage, state: JobState, member_id: int = MEMBER) -> JobRecord:
+    """A fresh job, in `state`."""
+    return await walk(store, await reserve(store, member_id, max_in_flight=1000), state)
+
+
+async def job_kinds(store: SqliteStorage, job_id: int) -> list[str]:
+    """The kinds of a job's ledger rows, oldest first."""
+    return [row.kind for row in await store.ledger(GUILD) if row.job_id == job_id]
 
 
 # --- the headline: concurrent reservations never overspend -------------------------------------
@@ -124,6 +207,46 @@ async def test_concurrent_reserves_never_overspend(
             await store.close()
 
 
+@pytest.mark.parametrize("instances", [1, 2], ids=["one-store", "two-stores"])
+async def test_racing_endings_settle_each_job_once(
+    db_path: str, clock: Clock, instances: int
+) -> None:
+    """A delivery and a failure race for each of 20 posting jobs: one move wins, the other is
+    refused, and each job gets the one ledger row of the ending that won."""
+    stores = [await open_storage(db_path, POLICY, clock=clock) for _ in range(instances)]
+    try:
+        await plenty(stores[0])
+        jobs = [await job_in(stores[0], JobState.POSTING) for _ in range(20)]
+        endings = (JobState.DELIVERED, JobState.FAILED)
+        results = await asyncio.gather(
+            *(
+                move(stores[i % instances], job.id, ending)
+                for job in jobs
+                for i, ending in enumerate(endings)
+            ),
+            return_exceptions=True,
+        )
+        won = [result for result in results if isinstance(result, JobRecord)]
+        lost = [result for result in results if isinstance(result, IllegalTransition)]
+        assert (len(won), len(lost)) == (20, 20)
+
+        store = stores[-1]
+        settled = [row for row in await store.ledger(GUILD) if row.kind in ("charge", "refund")]
+        assert Counter(row.job_id for row in settled) == Counter(job.id for job in jobs)
+        kind_of = {row.job_id: row.kind for row in settled}
+        for job in won:
+            assert (
+                kind_of[job.id]
+                == {JobState.DELIVERED: "charge", JobState.FAILED: "refund"}[job.state]
+            )
+        delivered = sum(job.state is JobState.DELIVERED for job in won)
+        balance = await store.member_balance(GUILD, MEMBER)
+        assert (balance.spent, balance.held) == (delivered * PRICE, 0)
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_refusal_writes_nothing(store: SqliteStorage) -> None:
     with pytest.raises(BudgetExceeded) as refused:
         await reserve(store, price=POLICY.member_allowance + 1)
@@ -133,20 +256,31 @@ async def test_refusal_writes_nothing(store: SqliteStorage) -> None:
     assert await store.unfinished_jobs() == []
 
 
-async def test_in_flight_limit(store: SqliteStorage) -> None:
+async def test_in_flight_limit_is_per_member(store: SqliteStorage) -> None:
     first = await reserve(store, max_in_flight=2)
     second = await reserve(store, max_in_flight=2)
-    await store.mark_submitting(first.id, "{}")
-    await store.mark_submitted(second.id, "prediction-2")
+    await move(store, first.id, JobState.SUBMITTING)
     with pytest.raises(TooManyJobs) as refused:
         await reserve(store, max_in_flight=2)
     assert refused.value.limit == 2
     assert len(await store.ledger(GUILD)) == 2
     await reserve(store, member_id=OTHER, max_in_flight=2)  # the limit is per member
 
-    assert await store.charge(second.id, output_url="u", has_nsfw=False, inference_ms=1)
+    await move(store, second.id, JobState.FAILED)
     third = await reserve(store, max_in_flight=2)
-    assert third.status is JobStatus.RESERVED
+    assert third.state is JobState.RESERVED
+
+
+@pytest.mark.parametrize("state", list(JobState), ids=str)
+async def test_in_flight_limit_counts_the_states_in_progress(
+    store: SqliteStorage, state: JobState
+) -> None:
+    await job_in(store, state)
+    if state in IN_PROGRESS:
+        with pytest.raises(TooManyJobs):
+            await reserve(store, max_in_flight=1)
+    else:
+        assert (await reserve(store, max_in_flight=1)).state is JobState.RESERVED
 
 
 async def test_cancelled_calls_leave_no_half_transactions(store: SqliteStorage) -> None:
@@ -167,70 +301,191 @@ async def test_cancelled_calls_leave_no_half_transactions(store: SqliteStorage) 
     assert (await store.member_balance(GUILD, MEMBER)).held == len(jobs) * PRICE
 
 
-# --- settlement -------------------------------------------------------------------------------
-async def test_charge_settles_once(store: SqliteStorage) -> None:
-    job = await reserve(store)
-    assert await store.charge(job.id, output_url="https://v/1.mp4", has_nsfw=False, inference_ms=9)
-    rows = await store.ledger(GUILD)
-    assert not await store.charge(job.id, output_url="x", has_nsfw=True, inference_ms=1)
-    assert not await store.refund(job.id, error_code=500, error_message="late failure")
-    assert not await store.charge_unconfirmed(job.id, "late")
-    assert await store.ledger(GUILD) == rows
-    assert [row.kind for row in rows] == ["reserve", "charge"]
-    charged = await store.get_job(job.id)
-    assert charged is not None
-    assert (charged.status, charged.settlement) == (JobStatus.COMPLETED, "charge")
-    assert (charged.output_url, charged.has_nsfw, charged.error_message) == (
-        "https://v/1.mp4",
-        False,
-        None,
+async def test_cancelled_moves_keep_state_and_ledger_together(store: SqliteStorage) -> None:
+    """Cancel a delivery at every possible await: a job is delivered exactly when its charge row
+    exists, and the store keeps working."""
+    await plenty(store)
+    jobs = []
+    # a move takes tens to hundreds of event-loop turns (its statements run on aiosqlite's
+    # thread), so the cancellations are spread over that range
+    for steps in range(0, 600, 15):
+        job = await job_in(store, JobState.POSTING)
+        jobs.append(job.id)
+        task = asyncio.create_task(store.advance(job.id, JobState.DELIVERED))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    states = {job.id: job.state for job in await store.recent_jobs(GUILD, MEMBER, limit=100)}
+    assert set(states) == set(jobs)
+    charged = {row.job_id for row in await store.ledger(GUILD) if row.kind == "charge"}
+    assert {job_id for job_id, state in states.items() if state is JobState.DELIVERED} == charged
+    assert set(states.values()) <= {JobState.POSTING, JobState.DELIVERED}
+    assert (await job_in(store, JobState.DELIVERED)).settlement is Settlement.CHARGE
+
+
+# --- the lifecycle: every move of the table -----------------------------------------------------
+def test_every_state_is_reachable_and_the_moves_partition() -> None:
+    assert set(PATHS) == set(JobState)
+    assert len(ALLOWED) == sum(len(targets) for targets in TRANSITIONS.values())
+    assert len(ALLOWED) + len(REFUSED) == len(JobState) ** 2
+
+
+@pytest.mark.parametrize(("source", "target"), ALLOWED, ids=move_id)
+async def test_every_allowed_move_succeeds(
+    store: SqliteStorage, source: JobState, target: JobState
+) -> None:
+    job = await job_in(store, source)
+    kinds = await job_kinds(store, job.id)
+    moved = await move(store, job.id, target)
+    assert moved.state is target
+    assert await store.get_job(job.id) == moved
+    settlement = settlement_on_entering(target)
+    assert await job_kinds(store, job.id) == kinds + ([settlement.value] if settlement else [])
+
+
+@pytest.mark.parametrize(("source", "target"), REFUSED, ids=move_id)
+async def test_every_disallowed_move_is_refused_and_changes_nothing(
+    store: SqliteStorage, source: JobState, target: JobState
+) -> None:
+    job = await job_in(store, source)
+    ledger = await store.ledger(GUILD)
+    with pytest.raises(IllegalTransition) as refused:
+        await move(store, job.id, target)
+    assert (refused.value.job_id, refused.value.current, refused.value.target) == (
+        job.id,
+        source,
+        target,
     )
+    assert await store.get_job(job.id) == job
+    assert await store.ledger(GUILD) == ledger
+
+
+async def test_delivering_writes_one_charge(store: SqliteStorage) -> None:
+    job = await job_in(store, JobState.DELIVERED)
+    rows = [row for row in await store.ledger(GUILD) if row.job_id == job.id]
+    assert [(row.kind, row.amount_micro, row.period_key) for row in rows] == [
+        ("reserve", PRICE, job.period_key),
+        ("charge", PRICE, job.period_key),
+    ]
+    assert job.settlement is Settlement.CHARGE
     balance = await store.member_balance(GUILD, MEMBER)
     assert (balance.spent, balance.held) == (PRICE, 0)
     assert balance.available == POLICY.member_allowance - PRICE
 
 
-async def test_refund_restores_available_exactly(store: SqliteStorage) -> None:
+async def test_failing_writes_one_refund_and_closing_none(store: SqliteStorage) -> None:
     before = await store.member_balance(GUILD, MEMBER)
     server_before = await store.server_balance(GUILD)
     job = await reserve(store, price=187_500)
     assert (await store.member_balance(GUILD, MEMBER)).available == before.available - 187_500
-    assert await store.refund(job.id, error_code=422, error_message="bad image")
+    failed = await store.advance(
+        job.id,
+        JobState.FAILED,
+        failure_kind=FailureKind.BAD_INPUT,
+        error_code=422,
+        error_message="bad image",
+    )
+    assert failed.settlement is Settlement.REFUND
     assert await store.member_balance(GUILD, MEMBER) == before
     assert await store.server_balance(GUILD) == server_before
-    assert not await store.refund(job.id, error_code=None, error_message="again")
-    assert not await store.charge(job.id, output_url=None, has_nsfw=False, inference_ms=None)
-    assert [row.kind for row in await store.ledger(GUILD)] == ["reserve", "refund"]
-    refunded = await store.get_job(job.id)
-    assert refunded is not None
-    assert (refunded.status, refunded.settlement) == (JobStatus.FAILED, "refund")
-    assert (refunded.error_code, refunded.error_message) == (422, "bad image")
-    assert refunded.finished_at is not None
-
-
-async def test_charge_unconfirmed(store: SqliteStorage) -> None:
-    job = await reserve(store)
-    await store.mark_submitting(job.id, '{"final": true}')
-    assert await store.charge_unconfirmed(job.id, "the submit may have reached WaveSpeed")
-    assert not await store.refund(job.id, error_code=None, error_message="no")
-    settled = await store.get_job(job.id)
-    assert settled is not None
-    assert (settled.status, settled.settlement) == (JobStatus.FAILED, "charge")
-    assert settled.error_message == "the submit may have reached WaveSpeed"
-    assert (await store.member_balance(GUILD, MEMBER)).spent == PRICE
-    ledger = await store.ledger(GUILD)
-    assert [(row.kind, row.note) for row in ledger] == [
-        ("reserve", None),
-        ("charge", "the submit may have reached WaveSpeed"),
+    closed = await store.advance(job.id, JobState.CLOSED)
+    assert (closed.state, closed.failure_kind, closed.settlement) == (
+        JobState.CLOSED,
+        FailureKind.BAD_INPUT,
+        Settlement.REFUND,
+    )
+    rows = await store.ledger(GUILD)
+    assert [(row.kind, row.amount_micro) for row in rows] == [
+        ("reserve", 187_500),
+        ("refund", 187_500),
     ]
+    assert (closed.error_code, closed.error_message) == (422, "bad image")
+
+
+async def test_an_uncertain_submit_stays_held_until_it_is_decided(store: SqliteStorage) -> None:
+    job = await job_in(store, JobState.UNCERTAIN)
+    assert (job.hold_until, job.settlement) == (HOLD_UNTIL, None)
+    assert (await store.member_balance(GUILD, MEMBER)).held == PRICE
+    expired = await store.advance(job.id, JobState.FAILED, failure_kind=FailureKind.HOLD_EXPIRED)
+    assert (expired.failure_kind, expired.settlement) == (
+        FailureKind.HOLD_EXPIRED,
+        Settlement.REFUND,
+    )
+    assert (await store.member_balance(GUILD, MEMBER)).held == 0
+
+
+async def test_uncertain_requires_a_hold_deadline(store: SqliteStorage) -> None:
+    job = await job_in(store, JobState.SUBMITTING)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        await store.advance(job.id, JobState.UNCERTAIN)
+    assert await store.get_job(job.id) == job
+
+
+async def test_failing_requires_a_failure_kind_and_then_writes_no_refund(
+    store: SqliteStorage,
+) -> None:
+    job = await job_in(store, JobState.SUBMITTED)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        await store.advance(job.id, JobState.FAILED, error_message="no kind")
+    assert await store.get_job(job.id) == job
+    assert await job_kinds(store, job.id) == ["reserve"]  # the refund was rolled back with it
+
+
+async def test_only_an_ended_job_has_a_failure_kind(store: SqliteStorage) -> None:
+    job = await reserve(store)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        await store.advance(job.id, JobState.SUBMITTING, failure_kind=FailureKind.BAD_INPUT)
+    assert await store.get_job(job.id) == job
+
+
+@pytest.mark.parametrize("kind", list(FailureKind), ids=str)
+async def test_failure_kind_is_stored_and_read_back(
+    store: SqliteStorage, kind: FailureKind
+) -> None:
+    job = await job_in(store, JobState.SUBMITTED)
+    failed = await store.advance(job.id, JobState.FAILED, failure_kind=kind)
+    assert failed.failure_kind is kind
+    closed = await store.advance(job.id, JobState.CLOSED)
+    assert closed.failure_kind is kind
+    assert (await store.get_job(job.id)) == closed
+
+
+async def test_reposting_counts_post_attempts(store: SqliteStorage) -> None:
+    job = await job_in(store, JobState.READY)
+    assert job.post_attempts == 0
+    attempts = [(await store.advance(job.id, JobState.POSTING)).post_attempts for _ in range(3)]
+    assert attempts == [1, 2, 3]
+    delivered = await store.advance(job.id, JobState.DELIVERED, result_message_id=9)
+    assert delivered.post_attempts == 3
+    assert await job_kinds(store, job.id) == ["reserve", "charge"]  # re-posting charges nothing
+
+
+async def test_a_prediction_belongs_to_one_job(store: SqliteStorage) -> None:
+    first = await job_in(store, JobState.SUBMITTING)
+    second = await job_in(store, JobState.UNCERTAIN)
+    await store.advance(first.id, JobState.SUBMITTED, prediction_id="pred-x")
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        await store.advance(second.id, JobState.SUBMITTED, prediction_id="pred-x")
+    assert await store.get_job(second.id) == second
+    assert await store.known_predictions(["pred-x", "pred-y"]) == {"pred-x"}
+    assert await store.known_predictions([]) == set()
+    adopted = await store.advance(second.id, JobState.SUBMITTED, prediction_id="pred-y")
+    assert adopted.prediction_id == "pred-y"
+
+
+async def test_a_move_sets_only_the_columns_it_may(store: SqliteStorage) -> None:
+    job = await reserve(store)
+    for column in ("price_micro", "state", "post_attempts", "submitted_at", "nonsense"):
+        with pytest.raises(ValueError, match=column):
+            await store.advance(job.id, JobState.SUBMITTING, **{column: 0})
+    assert await store.get_job(job.id) == job
 
 
 async def test_unknown_job(store: SqliteStorage) -> None:
     assert await store.get_job(999) is None
     with pytest.raises(LookupError):
-        await store.refund(999, error_code=None, error_message="?")
-    with pytest.raises(LookupError):
-        await store.mark_submitted(999, "p")
+        await store.advance(999, JobState.SUBMITTING)
 
 
 # --- periods, allowances, grants ---------------------------------------------------------------
@@ -239,19 +494,26 @@ async def test_settling_after_the_boundary_counts_in_the_reserve_period(
 ) -> None:
     clock.now = datetime(2026, 11, 25, 23, 30, tzinfo=UTC)
     refunded = await reserve(store)
-    charged = await reserve(store)
+    charged = await walk(store, await reserve(store), JobState.POSTING)
     clock.advance(hours=1)  # 26 November: a fresh allowance
     fresh = await store.member_balance(GUILD, MEMBER)
     assert (fresh.available, fresh.held, fresh.spent) == (POLICY.member_allowance, 0, 0)
 
-    assert await store.refund(refunded.id, error_code=None, error_message="timeout")
-    assert await store.charge(charged.id, output_url=None, has_nsfw=False, inference_ms=None)
+    await move(store, refunded.id, JobState.FAILED)
+    await move(store, charged.id, JobState.DELIVERED)
     assert await store.member_balance(GUILD, MEMBER) == fresh  # no extra money today
     assert (await store.server_balance(GUILD)).available == POLICY.server_allowance
     assert await store.usage(GUILD) == []
 
     yesterday = await store.ledger(GUILD, "2026-11-25")
-    assert [row.kind for row in yesterday] == ["reserve", "reserve", "refund", "charge"]
+    assert [(row.kind, row.job_id) for row in yesterday] == [
+        ("reserve", refunded.id),
+        ("reserve", charged.id),
+        ("refund", refunded.id),
+        ("charge", charged.id),
+    ]
+    # the rows are written today, in yesterday's period
+    assert [row.created_at.day for row in yesterday] == [25, 25, 26, 26]
     assert await store.ledger(GUILD, "2026-11-26") == []
     assert fresh.resets_at == datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -336,13 +598,11 @@ async def test_invalid_amounts_write_nothing(store: SqliteStorage) -> None:
 
 async def test_usage_and_ledger(store: SqliteStorage, clock: Clock) -> None:
     for price in (PRICE, 250_000):
-        job = await reserve(store, member_id=MEMBER, price=price)
-        await store.charge(job.id, output_url=None, has_nsfw=False, inference_ms=None)
-    refunded = await reserve(store, member_id=MEMBER)
-    await store.refund(refunded.id, error_code=None, error_message="failed")
+        await walk(store, await reserve(store, member_id=MEMBER, price=price), JobState.DELIVERED)
+    await job_in(store, JobState.FAILED, member_id=MEMBER)
     big = await reserve(store, member_id=OTHER, price=750_000)
-    await store.charge(big.id, output_url=None, has_nsfw=False, inference_ms=None)
-    await reserve(store, member_id=OTHER + 1)  # still held: counted, nothing spent yet
+    await walk(store, big, JobState.DELIVERED)
+    await job_in(store, JobState.POSTING, member_id=OTHER + 1)  # still held: counted, not spent
     await store.reserve(owner(MEMBER, guild_id=GUILD + 1), "{}", PRICE, 5)  # another server
 
     usage = await store.usage(GUILD)
@@ -364,20 +624,33 @@ async def test_usage_and_ledger(store: SqliteStorage, clock: Clock) -> None:
 
 
 # --- jobs -------------------------------------------------------------------------------------
-async def test_job_record_round_trips_every_field(store: SqliteStorage, clock: Clock) -> None:
-    created = clock.now
+async def test_a_delivered_job_round_trips_every_field(store: SqliteStorage, clock: Clock) -> None:
+    """The long way (an unanswered submit, adopted; a post retried), each move stamped with the
+    store's clock."""
     job = await reserve(store)
-    await store.mark_submitting(job.id, '{"image": "https://uploaded"}')
-    clock.advance(seconds=2)
-    await store.mark_submitted(job.id, "pred-abc")
+    clock.advance(seconds=1)
+    await store.advance(job.id, JobState.SUBMITTING, request_json='{"image": "https://uploaded"}')
+    clock.advance(seconds=1)
+    await store.advance(job.id, JobState.UNCERTAIN, hold_until=START + timedelta(minutes=5))
+    clock.advance(seconds=3)
+    await store.advance(job.id, JobState.SUBMITTED, prediction_id="pred-abc")
     await store.set_wavespeed_status(job.id, "processing")
     clock.advance(seconds=30, microseconds=123)
-    await store.charge(
-        job.id, output_url="https://cdn/video.mp4", has_nsfw=True, inference_ms=27_500
+    await store.advance(
+        job.id,
+        JobState.READY,
+        output_url="https://cdn/video.mp4",
+        has_nsfw=True,
+        inference_ms=27_500,
+        wavespeed_status="completed",
     )
-    clock.advance(seconds=3)
-    await store.mark_delivered(job.id, 888)
+    clock.advance(seconds=1)
+    await store.advance(job.id, JobState.POSTING, result_channel_id=4004)
+    await store.advance(job.id, JobState.POSTING)
+    clock.advance(seconds=2)
+    await store.advance(job.id, JobState.DELIVERED, result_message_id=888)
 
+    done = START + timedelta(seconds=38, microseconds=123)
     expected = JobRecord(
         id=job.id,
         guild_id=GUILD,
@@ -386,62 +659,71 @@ async def test_job_record_round_trips_every_field(store: SqliteStorage, clock: C
         request_json='{"image": "https://uploaded"}',
         price_micro=PRICE,
         period_key="2026-11-25",
-        status=JobStatus.DELIVERED,
+        state=JobState.DELIVERED,
+        failure_kind=None,
         prediction_id="pred-abc",
-        wavespeed_status="processing",
+        wavespeed_status="completed",
         output_url="https://cdn/video.mp4",
         has_nsfw=True,
         inference_ms=27_500,
         error_code=None,
         error_message=None,
+        result_channel_id=4004,
         result_message_id=888,
-        created_at=created,
-        submitted_at=created + timedelta(seconds=2),
-        finished_at=created + timedelta(seconds=32, microseconds=123),
-        delivered_at=created + timedelta(seconds=35, microseconds=123),
-        settlement="charge",
+        post_attempts=2,
+        created_at=START,
+        submit_started_at=START + timedelta(seconds=1),
+        submit_ended_at=START + timedelta(seconds=2),
+        hold_until=START + timedelta(minutes=5),
+        submitted_at=START + timedelta(seconds=5),
+        finished_at=done,
+        delivered_at=done,
+        settlement=Settlement.CHARGE,
     )
     stored = await store.get_job(job.id)
     assert stored == expected
     assert stored is not None and stored.owner == owner()
-    for moment in (stored.created_at, stored.submitted_at, stored.finished_at, stored.delivered_at):
+    moments = (stored.created_at, stored.submitted_at, stored.finished_at, stored.delivered_at)
+    for moment in moments:
         assert moment is not None and moment.utcoffset() == timedelta(0)
 
 
-async def test_unfinished_jobs_and_transitions(store: SqliteStorage) -> None:
-    reserved = await reserve(store)
-    submitting = await reserve(store)
-    await store.mark_submitting(submitting.id, "{}")
-    submitted = await reserve(store)
-    await store.mark_submitted(submitted.id, "p3")
-    completed = await reserve(store)
-    await store.charge(completed.id, output_url="u", has_nsfw=False, inference_ms=1)
-    failed = await reserve(store)
-    await store.refund(failed.id, error_code=None, error_message="x")
-    delivered = await reserve(store)
-    await store.refund(delivered.id, error_code=None, error_message="x")
-    await store.mark_delivered(delivered.id, None)
+async def test_a_failed_job_is_stamped_when_settled_and_when_told(
+    store: SqliteStorage, clock: Clock
+) -> None:
+    job = await job_in(store, JobState.SUBMITTED)
+    clock.advance(seconds=10)
+    failed = await store.advance(
+        job.id,
+        JobState.FAILED,
+        failure_kind=FailureKind.MODERATION,
+        error_code=1200,
+        error_message="refused",
+    )
+    clock.advance(seconds=2)
+    closed = await store.advance(job.id, JobState.CLOSED)
+    assert (failed.finished_at, failed.delivered_at) == (START + timedelta(seconds=10), None)
+    assert closed == replace(
+        failed, state=JobState.CLOSED, delivered_at=START + timedelta(seconds=12)
+    )
 
+
+async def test_unfinished_and_recent_jobs(store: SqliteStorage) -> None:
+    await plenty(store)
+    jobs = {state: await job_in(store, state) for state in JobState}
     unfinished = await store.unfinished_jobs()
-    assert [(job.id, job.status) for job in unfinished] == [
-        (reserved.id, JobStatus.RESERVED),
-        (submitting.id, JobStatus.SUBMITTING),
-        (submitted.id, JobStatus.SUBMITTED),
-        (completed.id, JobStatus.COMPLETED),
-        (failed.id, JobStatus.FAILED),
+    finished = {JobState.DELIVERED, JobState.CLOSED}
+    assert [(job.id, job.state) for job in unfinished] == [
+        (job.id, state) for state, job in jobs.items() if state not in finished
     ]
-    # an unsettled job cannot be marked delivered (its money would stay held forever)
-    with pytest.raises(ValueError, match="submitted"):
-        await store.mark_delivered(submitted.id, 1)
-    with pytest.raises(ValueError):
-        await store.mark_submitted(delivered.id, "late")
-    assert await store.unfinished_jobs() == unfinished
 
     recent = await store.recent_jobs(GUILD, MEMBER, limit=3)
-    assert [job.id for job in recent] == [delivered.id, failed.id, completed.id]
+    newest = sorted((job.id for job in jobs.values()), reverse=True)[:3]
+    assert [job.id for job in recent] == newest
     assert await store.recent_jobs(GUILD, OTHER) == []
 
 
+# --- settings -----------------------------------------------------------------------------------
 async def test_guild_settings(store: SqliteStorage) -> None:
     assert await store.get_guild_setting(GUILD, "log_channel") is None
     await store.set_guild_setting(GUILD, "log_channel", "123")
@@ -452,6 +734,21 @@ async def test_guild_settings(store: SqliteStorage) -> None:
     await store.set_guild_setting(GUILD, "never_set", None)
     assert await store.get_guild_setting(GUILD, "log_channel") is None
     assert await store.get_guild_setting(GUILD + 1, "log_channel") == "789"
+
+
+async def test_bot_settings_round_trip_apart_from_guild_settings(store: SqliteStorage) -> None:
+    assert await store.get_bot_setting("digest") is None
+    await store.set_bot_setting("digest", "abc")
+    await store.set_bot_setting("digest", "def")
+    assert await store.get_bot_setting("digest") == "def"
+
+    # the same key under guild 0 (the CLI's guild) is another value entirely
+    await store.set_guild_setting(0, "digest", "guild")
+    assert await store.get_bot_setting("digest") == "def"
+    await store.set_bot_setting("digest", None)
+    await store.set_bot_setting("never_set", None)
+    assert await store.get_bot_setting("digest") is None
+    assert await store.get_guild_setting(0, "digest") == "guild"
 
 
 # --- schema, migrations, database-level safety nets ---------------------------------------------
@@ -469,7 +766,249 @@ async def test_migrations_apply_once(db_path: str, clock: Clock) -> None:
         assert db.execute("PRAGMA user_version").fetchone() == (latest,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-    assert {"jobs", "ledger", "guild_settings", "job_records", "ledger_no_update"} <= names
+    assert {"jobs", "ledger", "guild_settings", "bot_settings", "job_records"} <= names
+    assert {"ledger_no_update", "ledger_no_delete", "jobs_by_prediction"} <= names
+
+
+@dataclass(frozen=True)
+class OldJob:
+    """A jobs row as wanbot wrote it at schema version 2, and what version 3 must make of it."""
+
+    status: str
+    settled: str | None  # its charge or refund row, if any
+    state: JobState
+    failure_kind: FailureKind | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    result_message_id: int | None = None
+    prediction_id: str | None = None
+
+
+# The fixed texts the version-2 runner stored (bot/outcomes.py then): the migration reads the
+# failure kind out of them once.
+UNCONFIRMED_TEXT = (
+    "WaveSpeed did not confirm the submission, so it was not sent again (that could bill twice). "
+    "The price stays charged in case WaveSpeed ran it; a server admin can grant it back."
+)
+OLD_JOBS = (
+    OldJob("reserved", None, JobState.RESERVED),
+    OldJob("submitting", None, JobState.SUBMITTING),
+    OldJob("submitted", None, JobState.SUBMITTED, prediction_id="pred-3"),
+    # charged when WaveSpeed finished, not yet posted: the video is still to be delivered
+    OldJob("completed", "charge", JobState.READY, prediction_id="pred-4"),
+    OldJob("delivered", "charge", JobState.DELIVERED, result_message_id=888, prediction_id="p5"),
+    # the command-line tool delivers a video without a message id
+    OldJob("delivered", "charge", JobState.DELIVERED, prediction_id="pred-6"),
+    OldJob(
+        "failed",
+        "refund",
+        JobState.FAILED,
+        FailureKind.INTERRUPTED,
+        error_message="The bot restarted before your request was sent to WaveSpeed.",
+    ),
+    OldJob(
+        "failed",
+        "refund",
+        JobState.FAILED,
+        FailureKind.MODERATION,
+        error_code=1200,
+        error_message="WaveSpeed's content filter refused this image or prompt.",
+    ),
+    OldJob(
+        "failed",
+        "refund",
+        JobState.FAILED,
+        FailureKind.BAD_INPUT,
+        error_code=1401,
+        error_message="WaveSpeed could not use the inputs.",
+    ),
+    OldJob(
+        "failed",
+        "refund",
+        JobState.FAILED,
+        FailureKind.BAD_INPUT,
+        error_message="WaveSpeed rejected the request: image too small",
+    ),
+    OldJob(
+        "failed",
+        "refund",
+        JobState.FAILED,
+        FailureKind.OUT_OF_CREDIT,
+        error_message="The server's WaveSpeed account is out of credit; the admins have been told.",
+    ),
+    OldJob(
+        "failed",
+        "refund",
+        JobState.FAILED,
+        FailureKind.BAD_API_KEY,
+        error_message="The bot's WaveSpeed API key was refused; the admins have been told.",
+    ),
+    OldJob(
+        "failed",
+        "refund",
+        JobState.FAILED,
+        FailureKind.WAVESPEED_DOWN,
+        error_message="WaveSpeed is not answering right now. Please try again in a few minutes.",
+    ),
+    OldJob(
+        "failed",
+        "refund",
+        JobState.FAILED,
+        FailureKind.GENERATION_FAILED,
+        error_code=5000,
+        error_message="The generation failed at WaveSpeed: Internal error.",
+    ),
+    # the member was told: closed, whether refunded or (an unconfirmed submit) kept charged
+    OldJob(
+        "delivered",
+        "refund",
+        JobState.CLOSED,
+        FailureKind.TIMED_OUT,
+        error_message="WaveSpeed took too long to finish the video.",
+    ),
+    OldJob(
+        "delivered",
+        "charge",
+        JobState.CLOSED,
+        FailureKind.HOLD_EXPIRED,
+        error_message=UNCONFIRMED_TEXT,
+    ),
+)
+OLD_DIGEST = "5f1c0d"
+
+
+def write_version_2_database(path: str) -> None:
+    """A database as the version-2 wanbot left it: migrations 1 and 2 only, with a row for every
+    status it wrote, their ledger rows, an allowance, and the command digest kept under guild 0."""
+    with raw(path) as db:
+        db.execute("PRAGMA foreign_keys = ON")
+        for migration in load_migrations()[:2]:
+            for statement in migration.statements():
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 2")
+        created = START.isoformat()
+        for job_id, old in enumerate(OLD_JOBS, start=1):
+            db.execute(
+                "INSERT INTO jobs (id, guild_id, channel_id, member_id, request_json, price_micro,"
+                " period_key, status, prediction_id, error_code, error_message, result_message_id,"
+                " created_at) VALUES (?, ?, ?, ?, '{}', ?, '2026-11-25', ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    GUILD,
+                    CHANNEL,
+                    MEMBER,
+                    PRICE,
+                    old.status,
+                    old.prediction_id,
+                    old.error_code,
+                    old.error_message,
+                    old.result_message_id,
+                    created,
+                ),
+            )
+            for kind in ("reserve", old.settled):
+                if kind is not None:
+                    db.execute(
+                        "INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key,"
+                        " job_id, created_at) VALUES (?, ?, ?, ?, '2026-11-25', ?, ?)",
+                        (GUILD, MEMBER, kind, PRICE, job_id, created),
+                    )
+        db.execute(
+            "INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, actor_id,"
+            " created_at) VALUES (?, ?, 'limit', 2000000, '2026-11-25', 42, ?)",
+            (GUILD, MEMBER, created),
+        )
+        db.execute(
+            "INSERT INTO guild_settings (guild_id, key, value) VALUES"
+            " (0, 'synced_command_digest', ?), (?, 'log_channel_id', '4004')",
+            (OLD_DIGEST, GUILD),
+        )
+
+
+def ledger_rows(path: str) -> list[tuple[object, ...]]:
+    with raw(path) as db:
+        return db.execute("SELECT * FROM ledger ORDER BY id").fetchall()
+
+
+async def test_version_2_database_is_upgraded_in_place(db_path: str, clock: Clock) -> None:
+    write_version_2_database(db_path)
+    ledger_before = ledger_rows(db_path)
+
+    store = await SqliteStorage.open(db_path, POLICY, clock=clock)
+    try:
+        for job_id, old in enumerate(OLD_JOBS, start=1):
+            job = await store.get_job(job_id)
+            assert job is not None
+            settlement = None if old.settled is None else Settlement(old.settled)
+            assert (job.state, job.failure_kind, job.settlement) == (
+                old.state,
+                old.failure_kind,
+                settlement,
+            ), old
+            assert (job.prediction_id, job.error_message, job.result_message_id) == (
+                old.prediction_id,
+                old.error_message,
+                old.result_message_id,
+            )
+            started = None if old.status == "reserved" else START
+            assert (job.submit_started_at, job.post_attempts) == (started, 0)
+        assert ledger_rows(db_path) == ledger_before
+        assert await store.get_bot_setting("synced_command_digest") == OLD_DIGEST
+        assert await store.get_guild_setting(0, "synced_command_digest") is None
+        assert await store.get_guild_setting(GUILD, "log_channel_id") == "4004"
+        assert [job.id for job in await store.unfinished_jobs()] == [
+            job_id for job_id, old in enumerate(OLD_JOBS, start=1) if old.state not in FINAL_STATES
+        ]
+    finally:
+        await store.close()
+    with raw(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (len(load_migrations()),)
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert not {name for name in names if name.startswith("jobs_v")}  # no rebuild leftovers
+
+
+async def test_upgraded_jobs_carry_on_without_settling_twice(db_path: str, clock: Clock) -> None:
+    write_version_2_database(db_path)
+    ready = 1 + [old.state for old in OLD_JOBS].index(JobState.READY)
+    failed = 1 + [old.state for old in OLD_JOBS].index(JobState.FAILED)
+    async with await SqliteStorage.open(db_path, POLICY, clock=clock) as store:
+        # charged by version 2 before delivery: delivering now keeps that one charge
+        await store.advance(ready, JobState.POSTING)
+        delivered = await store.advance(ready, JobState.DELIVERED, result_message_id=1)
+        assert delivered.settlement is Settlement.CHARGE
+        assert await job_kinds(store, ready) == ["reserve", "charge"]
+        closed = await store.advance(failed, JobState.CLOSED)
+        assert (closed.failure_kind, await job_kinds(store, failed)) == (
+            FailureKind.INTERRUPTED,
+            ["reserve", "refund"],
+        )
+        fresh = await reserve(store)  # ids continue after the old rows
+        assert fresh.id == len(OLD_JOBS) + 1
+
+
+async def test_upgraded_ledger_keeps_its_safety_nets(db_path: str, clock: Clock) -> None:
+    write_version_2_database(db_path)
+    await (await SqliteStorage.open(db_path, POLICY, clock=clock)).close()
+    charged = 1 + [old.status for old in OLD_JOBS].index("completed")
+    insert = (
+        "INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, job_id, "
+        "created_at) VALUES (1, 1, ?, 1, 'p', ?, 'now')"
+    )
+    with raw(db_path) as db:
+        db.execute("PRAGMA foreign_keys = ON")
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert [row[2] for row in db.execute("PRAGMA foreign_key_list(ledger)")] == ["jobs"]
+        for statement, params in [
+            (insert, ("reserve", 999)),  # no such job
+            (insert, ("reserve", 1)),  # a second reservation
+            (insert, ("refund", charged)),  # a second settlement
+            ("UPDATE ledger SET amount_micro = 0", ()),
+            ("DELETE FROM ledger", ()),
+            ("DELETE FROM jobs WHERE id = 1", ()),  # the ledger still points at it
+        ]:
+            with pytest.raises(sqlite3.IntegrityError):
+                db.execute(statement, params)
 
 
 async def test_fresh_database_opened_by_two_processes_at_once(db_path: str, clock: Clock) -> None:
@@ -487,14 +1026,12 @@ async def test_newer_schema_is_refused(db_path: str) -> None:
 
 
 async def test_database_refuses_bad_ledger_rows(store: SqliteStorage, db_path: str) -> None:
-    job = await reserve(store)
-    await store.charge(job.id, output_url=None, has_nsfw=False, inference_ms=None)
+    job = await job_in(store, JobState.DELIVERED)
     insert = (
         "INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, job_id, "
         "created_at) VALUES (1, 1, ?, ?, 'p', ?, 'now')"
     )
-    db = raw(db_path)
-    try:
+    with raw(db_path) as db:
         for statement, params in [
             (insert, ("refund", PRICE, job.id)),  # a second settlement
             (insert, ("reserve", PRICE, job.id)),  # a second reservation
@@ -507,9 +1044,21 @@ async def test_database_refuses_bad_ledger_rows(store: SqliteStorage, db_path: s
         ]:
             with pytest.raises(sqlite3.IntegrityError):
                 db.execute(statement, params)
-    finally:
-        db.close()
     assert [row.kind for row in await store.ledger(GUILD)] == ["reserve", "charge"]
+
+
+async def test_database_refuses_a_state_it_does_not_know(
+    store: SqliteStorage, db_path: str
+) -> None:
+    job = await reserve(store)
+    with raw(db_path) as db:
+        for statement in [
+            "UPDATE jobs SET state = 'completed'",  # a version-2 status
+            "UPDATE jobs SET post_attempts = -1",
+        ]:
+            with pytest.raises(sqlite3.IntegrityError):
+                db.execute(statement)
+    assert await store.get_job(job.id) == job
 
 
 # --- open_storage -----------------------------------------------------------------------------

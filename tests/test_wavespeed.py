@@ -485,8 +485,7 @@ async def test_history_reads_a_page_newest_first(
     assert created is not None and created.tzinfo == UTC
     assert before - timedelta(seconds=1) <= created <= datetime.now(UTC)
     assert await wavespeed_client.history(2) == []
-    [call] = fake_wavespeed.calls("history")[:1]
-    assert call.method == "POST" and call.has_auth
+    assert all(call.method == "POST" and call.has_auth for call in fake_wavespeed.calls("history"))
 
 
 async def test_find_tasks_filters_by_window_and_model(

@@ -1,6 +1,7 @@
 """How long to wait: retry backoff, poll intervals, per-request timeouts and Retry-After.
 
-The default timeouts are the official SDK's, as ../shared/wavespeed-api.md records them.
+The default timeouts are the official Python SDK's (`wavespeed` 2.x on PyPI): connect 10 s,
+read 30 s, submit 60 s, upload 120 s.
 """
 
 from __future__ import annotations
