@@ -57,7 +57,7 @@ def member_only(member_id: int) -> discord.AllowedMentions:
 def post_nonce(job_id: int) -> str:
     """The nonce of a job's post: the same on every attempt, so Discord answers a repeat with
     the message it already made (enforced for a few minutes; at most 25 characters)."""
-    return f"wanbot-{job_id}"
+    return f"wanbot{job_id}"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.domain.access import check_access, load_access
+from bot.domain.access import check_access
 from bot.domain.budget import CLI_GUILD_ID, BudgetError
 from bot.domain.job import JobOwner, JobRecord, Stage
 from bot.domain.media import (
@@ -33,6 +33,7 @@ from bot.domain.request import (
 )
 from cogs import texts
 from cogs.delivery import NO_MENTIONS, DiscordDelivery
+from storage.server_settings import load_video_access
 
 if TYPE_CHECKING:
     from bot.app import WanBot
@@ -223,7 +224,7 @@ class VideoCog(commands.Cog, name="Video"):
         acknowledged.
         """
         assert interaction.guild_id is not None and interaction.channel_id is not None
-        access = await load_access(self.bot.services.storage, interaction.guild_id)
+        access = await load_video_access(self.bot.services.storage, interaction.guild_id)
         channel = interaction.channel
         member = interaction.user
         roles = [role.id for role in member.roles] if isinstance(member, discord.Member) else []

@@ -10,9 +10,9 @@ from typing import Any
 
 from bot.app import WanBot
 from bot.config import Settings, load_settings
+from bot.domain.job import LedgerEntry
 from bot.services import Tuning
 from bot.testing.fake_wavespeed import FakeWaveSpeed
-from bot.domain.job import LedgerEntry
 from tests.conftest import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, TEST_API_KEY
 from tests.fakes.discord_server import FakeDiscord, FakeInteraction, running_bot
 from tests.fakes.images import tiny_png

@@ -12,18 +12,16 @@ import pytest
 from bot.app import WanBot
 from bot.domain.access import (
     MAX_ENTRIES,
-    VIDEO_CHANNELS_KEY,
-    VIDEO_ROLES_KEY,
     Denial,
     TooManyEntries,
     VideoAccess,
     check_access,
-    format_ids,
-    parse_ids,
     with_id,
     without_id,
 )
+from bot.domain.server_settings import VIDEO_CHANNELS, VIDEO_ROLES
 from cogs.texts import access_refusal, access_summary
+from storage.server_settings import load_setting, load_video_access, save_setting
 from tests.discord_world import (
     ADMIN_ROLE,
     CHANNEL,
@@ -88,26 +86,6 @@ def test_check_access(
 ) -> None:
     denial = check_access(access, channel_id=channel_id, parent_id=parent_id, role_ids=role_ids)
     assert denial == (None if expected is None else Denial(*expected, access))
-
-
-@pytest.mark.parametrize(
-    ("text", "ids"),
-    [
-        (None, ()),
-        ("", ()),
-        ("12", (12,)),
-        ("12,34", (12, 34)),
-        (" 12 , 34 ,12,", (12, 34)),  # spaces, a duplicate, a trailing comma
-        ("12,x,-3,0,,3.5,34", (12, 34)),  # junk a hand edit could leave is skipped
-    ],
-)
-def test_parse_ids(text: str | None, ids: tuple[int, ...]) -> None:
-    assert parse_ids(text) == ids
-
-
-def test_format_ids_round_trips_and_empty_deletes() -> None:
-    assert format_ids((12, 34)) == "12,34" and parse_ids(format_ids((12, 34))) == (12, 34)
-    assert format_ids(()) is None
 
 
 def test_adding_and_removing_ids() -> None:
@@ -228,7 +206,7 @@ async def test_allowed_channel_keeps_videos_there_and_its_threads(world: World) 
         )
         assert f"Videos can be made only in <#{CHANNEL}> (and threads in them)." in reply.content
         storage = bot.services.storage
-        assert await storage.get_guild_setting(GUILD, VIDEO_CHANNELS_KEY) == str(CHANNEL)
+        assert await load_setting(storage, GUILD, VIDEO_CHANNELS) == (CHANNEL,)
 
         # elsewhere: refused before anything is downloaded, charged or submitted; admins too
         for where, who in [(GENERAL, MEMBER), (GENERAL_THREAD, MEMBER), (GENERAL, ADMIN)]:
@@ -254,7 +232,7 @@ async def test_required_role(world: World) -> None:
         )
         assert f"Only members with the <@&{MAKER_ROLE}> role can make videos." in reply.content
         storage = bot.services.storage
-        assert await storage.get_guild_setting(GUILD, VIDEO_ROLES_KEY) == str(MAKER_ROLE)
+        assert await load_setting(storage, GUILD, VIDEO_ROLES) == (MAKER_ROLE,)
 
         for who in (MEMBER, ADMIN):  # Manage Server alone doesn't make videos
             assert await refused(await world.video(user_id=who)) == NEEDS_ROLE
@@ -295,13 +273,12 @@ SETTINGS_CHANGES: list[tuple[tuple[str, ...], tuple[dict[str, Any], ...]]] = [
 async def test_members_without_manage_server_cannot_change_or_see_the_rules(world: World) -> None:
     async with world.bot() as bot:
         storage = bot.services.storage
-        await storage.set_guild_setting(GUILD, VIDEO_CHANNELS_KEY, str(GENERAL))
+        await save_setting(storage, GUILD, VIDEO_CHANNELS, (GENERAL,))
         for path, options in SETTINGS_CHANGES:
             reply = await settings(world, *path, options=options, user_id=MAKER)
             assert reply.flags & EPHEMERAL
             assert reply.content == REFUSED, path
-        assert await storage.get_guild_setting(GUILD, VIDEO_CHANNELS_KEY) == str(GENERAL)
-        assert await storage.get_guild_setting(GUILD, VIDEO_ROLES_KEY) is None
+        assert await load_video_access(storage, GUILD) == VideoAccess(channel_ids=(GENERAL,))
 
 
 async def test_removing_and_clearing_restore_access(world: World) -> None:
@@ -311,7 +288,7 @@ async def test_removing_and_clearing_restore_access(world: World) -> None:
             again = await settings(world, "video-channels", "add", options=(channel(where),))
         assert again.content.splitlines()[0] == f"<#{CHANNEL}> was already allowed."
         await settings(world, "video-roles", "add", options=(role(MAKER_ROLE),))
-        assert await storage.get_guild_setting(GUILD, VIDEO_CHANNELS_KEY) == f"{CHANNEL},{THREAD}"
+        assert await load_setting(storage, GUILD, VIDEO_CHANNELS) == (CHANNEL, THREAD)
 
         removed = await settings(world, "video-channels", "remove", options=(channel(CHANNEL),))
         assert removed.content.splitlines()[0] == f"✅ <#{CHANNEL}> removed."
@@ -325,17 +302,17 @@ async def test_removing_and_clearing_restore_access(world: World) -> None:
         cleared = await settings(world, "video-channels", "clear")
         assert cleared.content.splitlines()[0] == "✅ /video works in every channel again."
         assert "Videos can be made in **any channel**." in cleared.content
-        assert await storage.get_guild_setting(GUILD, VIDEO_CHANNELS_KEY) is None
+        assert await storage.get_guild_setting(GUILD, VIDEO_CHANNELS.key) is None  # deleted
         assert await refused(await world.video(channel_id=GENERAL)) == NEEDS_ROLE
 
         last = await settings(world, "video-roles", "remove", options=(role(MAKER_ROLE),))
         assert last.content.splitlines()[0] == (
             f"✅ <@&{MAKER_ROLE}> removed: none is listed, so every member can make videos."
         )
-        assert await storage.get_guild_setting(GUILD, VIDEO_ROLES_KEY) is None
+        assert await storage.get_guild_setting(GUILD, VIDEO_ROLES.key) is None  # deleted
         await settings(world, "video-roles", "add", options=(role(MAKER_ROLE),))
         await settings(world, "video-roles", "clear")
-        assert await storage.get_guild_setting(GUILD, VIDEO_ROLES_KEY) is None
+        assert await storage.get_guild_setting(GUILD, VIDEO_ROLES.key) is None  # deleted
 
         await world.video("anyone, anywhere", channel_id=GENERAL)
         await delivered(world, GENERAL, "anyone, anywhere")
@@ -384,8 +361,8 @@ async def test_settings_show_flags_what_is_gone_and_what_the_bot_cannot_use(worl
     gone_channel, gone_role = 700_000_000_000_000_099, 700_000_000_000_000_299
     async with world.bot() as bot:
         storage = bot.services.storage
-        await storage.set_guild_setting(GUILD, VIDEO_CHANNELS_KEY, f"{CHANNEL},{gone_channel}")
-        await storage.set_guild_setting(GUILD, VIDEO_ROLES_KEY, f"{gone_role}")
+        await save_setting(storage, GUILD, VIDEO_CHANNELS, (CHANNEL, gone_channel))
+        await save_setting(storage, GUILD, VIDEO_ROLES, (gone_role,))
         shown = await settings(world, "show")
         assert shown.content.splitlines()[-2:] == [
             f"Videos can be made only in <#{CHANNEL}> and <#{gone_channel}> (not found) "
@@ -402,11 +379,11 @@ async def test_settings_show_flags_what_is_gone_and_what_the_bot_cannot_use(worl
 async def test_lists_are_capped(world: World) -> None:
     async with world.bot() as bot:
         storage = bot.services.storage
-        full = ",".join(str(n) for n in range(1, MAX_ENTRIES + 1))
-        await storage.set_guild_setting(GUILD, VIDEO_CHANNELS_KEY, full)
+        full = tuple(range(1, MAX_ENTRIES + 1))
+        await save_setting(storage, GUILD, VIDEO_CHANNELS, full)
         reply = await settings(world, "video-channels", "add", options=(channel(CHANNEL),))
         assert reply.flags & EPHEMERAL
         assert reply.content == (
             f"⚠️ At most {MAX_ENTRIES} channels can be listed. Remove one first."
         )
-        assert await storage.get_guild_setting(GUILD, VIDEO_CHANNELS_KEY) == full
+        assert await load_setting(storage, GUILD, VIDEO_CHANNELS) == full

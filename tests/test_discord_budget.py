@@ -13,9 +13,12 @@ import pytest
 
 from bot.app import WanBot
 from bot.domain.budget import SERVER_SCOPE_MEMBER_ID, period_key
-from bot.domain.request import GenerationRequest
-from cogs.delivery import LOG_CHANNEL_KEY, NSFW_POLICY_KEY
 from bot.domain.job import JobOwner, LedgerEntry
+from bot.domain.lifecycle import FailureKind, JobState
+from bot.domain.request import GenerationRequest
+from bot.domain.server_settings import LOG_CHANNEL as LOG_CHANNEL_SETTING
+from bot.domain.server_settings import NSFW_POLICY, REGISTRY, NsfwPolicy
+from storage.server_settings import load_setting
 from tests.discord_world import (
     ADMIN_ROLE,
     CHANNEL,
@@ -157,7 +160,9 @@ async def test_show_lists_spent_held_and_last_jobs(world: World) -> None:
         storage = bot.services.storage
         owner = JobOwner(GUILD, CHANNEL, MEMBER)
         refunded = await storage.reserve(owner, request_json("rain on glass"), 250_000, 5)
-        await storage.refund(refunded.id, error_code=None, error_message="test")
+        await storage.advance(
+            refunded.id, JobState.FAILED, failure_kind=FailureKind.TIMED_OUT, error_message="test"
+        )
         await storage.reserve(owner, request_json("a slow zoom"), 250_000, 5)  # still in flight
         reply = await budget(world, "show")
     assert_private(reply)
@@ -217,8 +222,8 @@ async def test_members_without_manage_server_are_refused_and_nothing_is_written(
         assert await ledger(bot) == []
         assert (await bot.services.storage.member_balance(GUILD, MEMBER)).available == 5_000_000
         storage = bot.services.storage
-        assert await storage.get_guild_setting(GUILD, LOG_CHANNEL_KEY) is None
-        assert await storage.get_guild_setting(GUILD, NSFW_POLICY_KEY) is None
+        for setting in REGISTRY:
+            assert await storage.get_guild_setting(GUILD, setting.key) is None
 
 
 async def test_set_member_allowance_is_a_ledger_row_and_blocks_a_dear_video(world: World) -> None:
@@ -440,8 +445,8 @@ async def test_settings_persist_and_are_shown(world: World) -> None:
             "**Every member** can make videos."
         )
         storage = bot.services.storage
-        assert await storage.get_guild_setting(GUILD, LOG_CHANNEL_KEY) == str(LOG_CHANNEL)
-        assert await storage.get_guild_setting(GUILD, NSFW_POLICY_KEY) == "withhold"
+        assert await load_setting(storage, GUILD, LOG_CHANNEL_SETTING) == LOG_CHANNEL
+        assert await load_setting(storage, GUILD, NSFW_POLICY) is NsfwPolicy.WITHHOLD
 
     async with world.bot():  # a restart keeps them
         again = await run(world, "wanbot-settings", sub="show", user_id=ADMIN)

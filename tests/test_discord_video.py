@@ -22,7 +22,7 @@ from tests.discord_world import (
     make_world,
 )
 from tests.fakes.discord_models import FakeInteraction, FakeMessage
-from tests.fakes.images import tiny_png
+from tests.fakes.images import tiny_png, wav
 
 EPHEMERAL = 64
 
@@ -149,6 +149,7 @@ async def test_job_outliving_the_token_is_delivered_in_the_channel(world: World)
         assert result not in interaction.followups  # a plain channel message, bot token
         assert f"<@{MEMBER}>" in result.content and result.channel_id == CHANNEL
         assert world.discord.requests_to("POST", rf"/channels/{CHANNEL}/messages")
+        await wait_until_async(lambda: job_state(bot.services.storage, 1), JobState.DELIVERED)
         assert [k for k, _ in await ledger_kinds(bot)] == ["reserve", "charge"]
 
 
@@ -202,9 +203,7 @@ async def test_buttons_work_after_a_restart(world: World) -> None:
     async with world.bot() as first_bot:
         await world.video("the cat waves", seed=7)
         first = await world.discord.wait_for_message(has_video)
-        await wait_until_async(
-            lambda: job_state(first_bot.services.storage, 1), JobState.DELIVERED
-        )
+        await wait_until_async(lambda: job_state(first_bot.services.storage, 1), JobState.DELIVERED)
     assert buttons(first) == {"wanbot:reroll:1", "wanbot:same:1", "wanbot:delete:1"}
 
     async with world.bot() as bot:
@@ -284,8 +283,7 @@ async def test_wavespeed_down_refunds_and_says_so(world: World) -> None:
 
 
 async def test_custom_audio_is_uploaded_and_priced_as_audio(world: World) -> None:
-    wav = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 64
-    track = world.discord.add_attachment("song.wav", wav, "audio/wav")
+    track = world.discord.add_attachment("song.wav", wav(5), "audio/wav")
     async with world.bot() as bot:
         await world.discord.invoke_command(
             "video",
@@ -327,5 +325,6 @@ async def test_video_goes_to_the_member_directly_when_the_channel_refuses_the_bo
         assert f"couldn't post in <#{muted}>" in direct.content
         assert not direct.components  # the buttons work in the server only
         assert world.discord.requests_to("POST", rf"/channels/{muted}/messages")[0].status == 403
+        await wait_until_async(lambda: job_state(bot.services.storage, 1), JobState.DELIVERED)
         assert [k for k, _ in await ledger_kinds(bot)] == ["reserve", "charge"]
         await wait_until_async(lambda: job_state(bot.services.storage, 1), JobState.DELIVERED)

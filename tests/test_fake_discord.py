@@ -576,6 +576,7 @@ async def test_unknown_channel_message_and_foreign_edit(fake: FakeDiscord, bot: 
             ["components", "0", "components", "0", "custom_id"],
         ),
         ({"content": "x", "nonce": "n" * 26}, ["nonce"]),
+        ({"content": "x", "nonce": 10**25}, ["nonce"]),
         ({"content": "x", "nonce": ["n"]}, ["nonce"]),
         ({"content": "x", "nonce": "n", "enforce_nonce": "yes"}, ["enforce_nonce"]),
         (
@@ -849,6 +850,8 @@ async def test_fail_next_refuses_before_processing(fake: FakeDiscord, bot: DemoB
     fake.fail_next("GET", "/users/@me", 502)
     status, body = await raw(fake, "GET", API + "/users/@me", headers=bot_auth(fake))
     assert (status, body) == (502, {"message": "502: Bad Gateway", "code": 0})
+    fake.fail_next("GET", "/users/@me", 524)
+    assert (await raw(fake, "GET", API + "/users/@me", headers=bot_auth(fake)))[0] == 524
     with pytest.raises(ValueError, match="error status"):
         fake.fail_next("GET", "/users/@me", 200)
 

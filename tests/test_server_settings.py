@@ -76,9 +76,7 @@ def test_never_set_reads_as_the_default(setting: ServerSetting[Any], default: ob
         (VIDEO_ROLES, (56, 78), "56,78"),
     ],
 )
-def test_encode_and_read_round_trip(
-    setting: ServerSetting[Any], value: object, text: str
-) -> None:
+def test_encode_and_read_round_trip(setting: ServerSetting[Any], value: object, text: str) -> None:
     assert setting.encode(value) == text
     assert setting.read(text) == value
 

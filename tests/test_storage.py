@@ -796,7 +796,9 @@ OLD_JOBS = (
     OldJob("submitted", None, JobState.SUBMITTED, prediction_id="pred-3"),
     # charged when WaveSpeed finished, not yet posted: the video is still to be delivered
     OldJob("completed", "charge", JobState.READY, prediction_id="pred-4"),
-    OldJob("delivered", "charge", JobState.DELIVERED, result_message_id=888, prediction_id="p5"),
+    OldJob(
+        "delivered", "charge", JobState.DELIVERED, result_message_id=888, prediction_id="pred-5"
+    ),
     # the command-line tool delivers a video without a message id
     OldJob("delivered", "charge", JobState.DELIVERED, prediction_id="pred-6"),
     OldJob(

@@ -61,6 +61,14 @@ class DiscordError(Exception):
         return json_response(body, self.status)
 
 
+def status_text(status: int) -> str:
+    """``"502: Bad Gateway"``; Cloudflare's own statuses (e.g. 524) have no standard phrase."""
+    try:
+        return f"{status}: {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status}: Error"
+
+
 def unknown(what: str, code: int) -> DiscordError:
     """404 ``Unknown <what>``."""
     return DiscordError(404, code, f"Unknown {what}")
@@ -122,8 +130,7 @@ class Fault:
         """The injected error answer, or None to give the normal answer."""
         if self.status is None:
             return None
-        message = self.message or f"{self.status}: {HTTPStatus(self.status).phrase}"
-        return DiscordError(self.status, self.code, message)
+        return DiscordError(self.status, self.code, self.message or status_text(self.status))
 
     async def pause(self, stopping: asyncio.Event) -> None:
         """Wait ``delay_s``, then, if held, until released; the fake stopping ends both waits."""
@@ -243,17 +250,20 @@ def check_allowed_mentions(allowed: Any) -> None:
 
 
 def check_nonce(payload: dict[str, Any]) -> tuple[int | str | None, bool]:
-    """The create payload's ``nonce`` (an integer, or a string of at most 25 characters) and
-    ``enforce_nonce`` (a boolean, default false)."""
+    """The create payload's ``nonce`` (an integer or a string, at most 25 characters) and
+    ``enforce_nonce`` (a boolean, default false), with Discord's error codes."""
     nonce = payload.get("nonce")
     if nonce is not None:
         # JSON true/false arrive as bool, which Python counts as int.
         if isinstance(nonce, bool) or not isinstance(nonce, int | str):
-            # The inner error code is the fake's own; the 400 50035 envelope is Discord's.
-            raise form_error("nonce", "NONCE_TYPE_INVALID", "Must be an integer or a string.")
-        if isinstance(nonce, str) and len(nonce) > NONCE_MAX_LENGTH:
             raise form_error(
-                "nonce", "BASE_TYPE_MAX_LENGTH", f"Must be {NONCE_MAX_LENGTH} or fewer in length."
+                "nonce", "NONCE_TYPE_INVALID_TYPE", "This field must be a string or integer."
+            )
+        if len(str(nonce)) > NONCE_MAX_LENGTH:
+            raise form_error(
+                "nonce",
+                "NONCE_TYPE_TOO_LONG",
+                f"Must be {NONCE_MAX_LENGTH} or fewer characters long.",
             )
     enforce = payload.get("enforce_nonce", False)
     if not isinstance(enforce, bool):

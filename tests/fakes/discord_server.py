@@ -468,8 +468,8 @@ class FakeDiscord:
 
         With ``after_processing=True`` (default) the request is carried out first, so a test can
         ``await fake.wait_for_fault(fault)`` and then kill the bot while the answer is pending.
-        After release the normal answer goes out, or, with ``status``, that error instead.
-        Stopping the fake releases every hold.
+        After release the normal answer goes out, or, with ``status``, that error instead; the
+        request shows in :attr:`requests` once answered. Stopping the fake releases every hold.
         """
         return self._add_fault(
             method,
