@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.domain.budget import BudgetExceeded, BudgetPeriod, BudgetPolicy
+from bot.domain.job import JobOwner
 from bot.domain.pricing import format_usd
 from storage import SqliteStorage
-from bot.domain.job import JobOwner
 
 GUILD = 1
 MEMBERS = 50  # calls rotate over members, so a member's own limits never bind

@@ -23,6 +23,7 @@ import aiohttp
 import discord
 
 from bot.domain.job import JobRecord, Stage
+from bot.domain.lifecycle import Settlement
 from bot.domain.outcomes import JobFailure
 from bot.domain.pricing import format_usd
 from bot.domain.request import GenerationRequest
@@ -188,7 +189,8 @@ class DiscordDelivery:
         await self._edit_status(job, f"✅ Done — {format_usd(job.price_micro)} charged.")
 
     async def failed(self, job: JobRecord, failure: JobFailure) -> None:
-        text = texts.failure_text(job.member_id, failure, job.price_micro)
+        refunded = job.settlement is not Settlement.CHARGE
+        text = texts.failure_text(job.member_id, failure, job.price_micro, refunded)
         told = await self._edit_status(job, text)
         if not told:
             try:

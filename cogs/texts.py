@@ -73,11 +73,11 @@ def result_text(
     return f"{line}\n{quote_prompt(request.prompt)}\n{details}" + (f"\n{note}" if note else "")
 
 
-def failure_text(member_id: int, failure: JobFailure, price: int) -> str:
-    """The message for a job that ended without a video (always refunded)."""
-    return (
-        f"❌ <@{member_id}> no video this time. {failure.message}\n💸 {format_usd(price)} refunded."
-    )
+def failure_text(member_id: int, failure: JobFailure, price: int, refunded: bool = True) -> str:
+    """The message for a job that ended without a video: refunded, unless an older wanbot
+    (before the lifecycle rules) had already charged it."""
+    money = f"💸 {format_usd(price)} refunded." if refunded else f"{format_usd(price)} was charged."
+    return f"❌ <@{member_id}> no video this time. {failure.message}\n{money}"
 
 
 def withheld_notice(member_id: int) -> str:

@@ -304,10 +304,9 @@ class SqliteStorage:
     ) -> None:
         """Write the job's one charge or refund row, in the period of its reservation.
 
-        A job charged by an older wanbot before delivery already has its charge: it is kept."""
+        Only a job from before the lifecycle (schema 2) can already be settled: that version
+        charged on completion, before delivery. Its settlement stands, as it did then."""
         if job.settlement is not None:
-            if job.settlement is not settlement:
-                raise ValueError(f"job {job.id} was settled as {job.settlement}, not {settlement}")
             return
         await self._append(
             db,

@@ -476,7 +476,7 @@ async def test_out_of_credit_tells_the_admins_and_refunds_the_member(world: Worl
         notice = await world.discord.wait_for_message(lambda m: m.channel_id == LOG_CHANNEL)
         assert not notice.ephemeral
         assert notice.content.startswith("⚠️ **wanbot needs an admin.**")
-        assert "out of credit" in notice.content and "job 1, was refunded" in notice.content
+        assert "out of credit" in notice.content and "Job 1; $0.25 was refunded" in notice.content
 
         assert interaction.original is not None
         told = interaction.original.content
