@@ -137,7 +137,7 @@ class Crash:
 
 def _thaw_all(world: World) -> None:
     world.wavespeed.clear_faults()
-    world.discord.release_all()
+    world.discord.clear_faults()
 
 
 async def _freeze_uploading(world: World) -> None:

@@ -435,6 +435,12 @@ class FakeDiscord:
             delay_s=delay_s,
         )
 
+    def clear_faults(self) -> None:
+        """Release every held answer and forget every pending fault."""
+        for fault in self.faults:
+            fault.release()
+        self.faults.clear()
+
     def delay_next(
         self,
         method: str,
