@@ -39,7 +39,13 @@ class World:
     @contextlib.asynccontextmanager
     async def bot(self) -> AsyncIterator[WanBot]:
         """Run a fresh WanBot (real cogs, real storage) until the block ends."""
-        tuning = Tuning(poll=FAST_POLL, retry=FAST_RETRY, timeouts=FAST_TIMEOUTS)
+        tuning = Tuning(
+            poll=FAST_POLL,
+            retry=FAST_RETRY,
+            timeouts=FAST_TIMEOUTS,
+            reconcile_every_s=0.1,
+            download_pause_s=0.05,
+        )
         async with running_bot(self.discord, lambda: WanBot(self.settings, tuning)) as bot:
             yield bot
 
