@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.domain.budget import CLI_GUILD_ID, BudgetError, BudgetExceeded
+from bot.domain.budget import CLI_GUILD_ID, CLI_MEMBER_ID, BudgetError, BudgetExceeded
 from bot.domain.job import JobOwner, JobRecord
 from bot.domain.media import InvalidMedia, MediaFile, MediaLimits, check_audio, check_image
 from bot.domain.outcomes import JobFailure
@@ -20,7 +20,7 @@ from bot.runner import Posted, Progress, Video
 from bot.services import Services, Tuning
 from bot.wavespeed import PollPolicy
 
-CLI_OWNER = JobOwner(guild_id=CLI_GUILD_ID, channel_id=0, member_id=0)
+CLI_OWNER = JobOwner(guild_id=CLI_GUILD_ID, channel_id=0, member_id=CLI_MEMBER_ID)
 UPLOAD_PLACEHOLDER = "https://upload.invalid/"  # a local file's URL until the runner uploads it
 
 

@@ -343,9 +343,13 @@ class JobRunner:
     async def _fetch_video(self, job: JobRecord, delivery: Delivery) -> Video | None:
         """Download the output; between attempts ask for the result again, since output links
         expire and a fresh result carries a fresh one. None (and refunded) if it never came."""
-        assert job.prediction_id is not None and job.output_url is not None
+        assert job.prediction_id is not None
         await self._report(job, delivery, Stage.DOWNLOADING)
-        url = job.output_url
+        # a job from before the lifecycle may have no stored link: ask for the result first
+        url = job.output_url or await self._renewed_link(job, "")
+        if not url:
+            await self._fail(job, failure(FailureKind.EMPTY_RESULT))
+            return None
         for attempt in range(self._download_attempts):
             if attempt:
                 await asyncio.sleep(self._download_pause_s * attempt)

@@ -8,8 +8,11 @@ from enum import StrEnum
 
 from bot.domain.pricing import format_usd
 
-CLI_GUILD_ID = 0  # the local "cli" budget used by `wanbot generate`
 SERVER_SCOPE_MEMBER_ID = 0  # ledger rows with member_id 0 belong to the server as a whole
+# `wanbot generate` spends from a local "cli" budget kept like a server's: guild 0 (no Discord
+# server has that id), with one member, who must not be the server scope's member_id 0.
+CLI_GUILD_ID = 0
+CLI_MEMBER_ID = 1
 
 
 class BudgetPeriod(StrEnum):

@@ -14,7 +14,7 @@ from bot.domain.lifecycle import FailureKind, JobState, Settlement
 
 @dataclass(frozen=True)
 class JobOwner:
-    """Who asked, and where the result goes. The CLI uses guild 0, member 0, channel 0."""
+    """Who asked, and where the result goes (`wanbot generate`: see bot.domain.budget)."""
 
     guild_id: int
     channel_id: int
