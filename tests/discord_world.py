@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,3 +122,31 @@ async def make_world(tmp_path: Path, **settings: Any) -> AsyncIterator[World]:
             **settings,
         }
         yield World(discord, wavespeed, load_settings(**values))
+
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+async def start_bot_process(world: World, script: str, **env: str) -> asyncio.subprocess.Process:
+    """Run `script` in a new Python process pointed at the world's fakes: argv[1] is Discord's
+    REST base, argv[2] its gateway; the settings come from the environment (`env` added)."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields},
+        "PYTHONPATH": ROOT,
+        "DISCORD_TOKEN": world.discord.bot_token,
+        "WAVESPEED_API_KEY": TEST_API_KEY,
+        "WAVESPEED_BASE_URL": world.wavespeed.base_url,
+        "DATABASE_URL": world.settings.database_url,
+        **env,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        f"{world.discord.base_url}/api/v10",
+        world.discord.gateway_url,
+        env=environment,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+    )

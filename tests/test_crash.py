@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
 from bot.domain.lifecycle import FailureKind, JobState
 from storage import database_path
-from tests.conftest import TEST_API_KEY
-from tests.discord_world import World, make_world
+from tests.discord_world import World, make_world, start_bot_process
 from tests.fakes.discord_models import FakeMessage
 
-ROOT = str(Path(__file__).resolve().parents[1])
 RUN_WITH_TEST_TIMINGS = """
 import sys, discord.http, discord.gateway, yarl
 discord.http.Route.BASE = sys.argv[1]
@@ -66,26 +61,12 @@ class Bot:
 
 @contextlib.asynccontextmanager
 async def bot_process(world: World) -> AsyncIterator[Bot]:
-    env = {
-        **{k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields},
-        "PYTHONPATH": ROOT,
-        "DISCORD_TOKEN": world.discord.bot_token,
-        "WAVESPEED_API_KEY": TEST_API_KEY,
-        "WAVESPEED_BASE_URL": world.wavespeed.base_url,
-        "DATABASE_URL": world.settings.database_url,
-        "SUBMIT_ABSENT_AFTER_S": "1",
-        "SUBMIT_HOLD_MAX_S": "60",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
+    process = await start_bot_process(
+        world,
         RUN_WITH_TEST_TIMINGS,
-        f"{world.discord.base_url}/api/v10",
-        world.discord.gateway_url,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        capture=False,
+        SUBMIT_ABSENT_AFTER_S="1",
+        SUBMIT_HOLD_MAX_S="60",
     )
     try:
         await world.discord.wait_ready(timeout=20)

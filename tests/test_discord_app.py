@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.app import run
-from bot.config import ConfigError, Settings
-from tests.conftest import TEST_API_KEY
-from tests.discord_world import GUILD, make_world
+from bot.config import ConfigError
+from tests.discord_world import GUILD, make_world, start_bot_process
 
 
 async def test_global_sync_happens_only_when_the_commands_change(tmp_path: Path) -> None:
@@ -67,7 +64,6 @@ async def test_a_rejected_token_is_one_clear_configuration_error(tmp_path: Path)
         assert "not-the-bot-token" not in str(caught.value)
 
 
-ROOT = str(Path(__file__).resolve().parents[1])
 RUN_AGAINST_FAKE = """
 import sys, discord.http, discord.gateway, yarl
 discord.http.Route.BASE = sys.argv[1]
@@ -80,25 +76,7 @@ raise SystemExit(main(["run"]))
 async def test_sigterm_closes_the_bot_cleanly(tmp_path: Path) -> None:
     """`docker stop` sends SIGTERM: the bot disconnects, closes its database and exits 0."""
     async with make_world(tmp_path) as world:
-        env = {
-            **{k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields},
-            "PYTHONPATH": ROOT,
-            "DISCORD_TOKEN": world.discord.bot_token,
-            "WAVESPEED_API_KEY": TEST_API_KEY,
-            "WAVESPEED_BASE_URL": world.wavespeed.base_url,
-            "DATABASE_URL": world.settings.database_url,
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            RUN_AGAINST_FAKE,
-            f"{world.discord.base_url}/api/v10",
-            world.discord.gateway_url,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await start_bot_process(world, RUN_AGAINST_FAKE)
         try:
             await world.discord.wait_ready(timeout=20)
             process.send_signal(signal.SIGTERM)
