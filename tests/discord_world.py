@@ -127,9 +127,13 @@ async def make_world(tmp_path: Path, **settings: Any) -> AsyncIterator[World]:
 ROOT = str(Path(__file__).resolve().parents[1])
 
 
-async def start_bot_process(world: World, script: str, **env: str) -> asyncio.subprocess.Process:
+async def start_bot_process(
+    world: World, script: str, *, capture: bool = True, **env: str
+) -> asyncio.subprocess.Process:
     """Run `script` in a new Python process pointed at the world's fakes: argv[1] is Discord's
-    REST base, argv[2] its gateway; the settings come from the environment (`env` added)."""
+    REST base, argv[2] its gateway; the settings come from the environment (`env` added).
+    With `capture` its output is piped (read it with `communicate()`), else discarded."""
+    output = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
     environment = {
         **{k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields},
         "PYTHONPATH": ROOT,
