@@ -271,7 +271,10 @@ class JobRunner:
         await self._report(job, delivery, Stage.CHECKING)
         rules = self._reconciliation
         skew = timedelta(seconds=rules.skew_s)
-        ended = job.submit_ended_at or job.submit_started_at
+        # The task, if any, was created while the submit was in flight: no later than the client's
+        # submit timeout, even when the bot only noticed after a restart.
+        latest = job.submit_started_at + timedelta(seconds=self._client.timeouts.submit_s)
+        ended = min(job.submit_ended_at or latest, latest)
         candidates = await self._unknown_tasks(job.submit_started_at - skew, ended + skew)
         now = _now()
         if candidates is not None:
