@@ -13,8 +13,6 @@ import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 
-import aiosqlite
-
 _FILE_NAME = re.compile(r"(\d+)_\w+\.sql")
 
 
@@ -53,32 +51,31 @@ def load_migrations() -> list[Migration]:
     return migrations
 
 
-async def schema_version(db: aiosqlite.Connection) -> int:
+def schema_version(db: sqlite3.Connection) -> int:
     """The number of the last migration applied to this database."""
-    async with db.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
+    row = db.execute("PRAGMA user_version").fetchone()
     assert row is not None
     return int(row[0])
 
 
-async def migrate(db: aiosqlite.Connection) -> int:
+def migrate(db: sqlite3.Connection) -> int:
     """Apply the pending migrations (connection in autocommit mode); return the schema version."""
     migrations = load_migrations()
     latest = len(migrations)
-    current = await schema_version(db)
+    current = schema_version(db)
     if current > latest:
         raise RuntimeError(
             f"database schema version {current} is newer than this wanbot ({latest})"
         )
     for migration in migrations[current:]:
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            if await schema_version(db) < migration.version:  # another process may have won
+            if schema_version(db) < migration.version:  # another process may have won
                 for statement in migration.statements():
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {migration.version}")
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {migration.version}")
         except BaseException:
-            await db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-        await db.execute("COMMIT")
+        db.execute("COMMIT")
     return latest

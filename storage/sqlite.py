@@ -1,24 +1,25 @@
-"""SqliteStorage: the Storage protocol on aiosqlite.
+"""SqliteStorage: the Storage protocol on one SQLite file.
 
-One connection per instance, in autocommit mode. Every write is one `BEGIN IMMEDIATE`
-transaction taken under an asyncio.Lock: the lock keeps this instance's coroutines from
-interleaving inside a transaction on the shared connection, and BEGIN IMMEDIATE (with a busy
-timeout) serialises writers across connections and processes, so a budget check and the reserve
-row it allows are never separated by another writer. Reads take the lock too, so they never see
-another coroutine's uncommitted rows.
+One connection per instance, owned by one thread of its own: every call runs there, a whole
+transaction at a time, so coroutines never interleave inside a transaction and each costs one
+hop to the thread rather than one per statement. Every write is one `BEGIN IMMEDIATE`
+transaction, which (with a busy timeout) serialises writers across connections and processes.
+
+Balances are running totals (the `balances` table) updated in the same transaction as each
+ledger row; the ledger stays the source of truth and `audit()` recomputes them from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager, suppress
+import time
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Literal, Self
-
-import aiosqlite
+from functools import partial
+from typing import Literal, Self, TypeVar
 
 from bot.domain.budget import (
     SERVER_SCOPE_MEMBER_ID,
@@ -41,7 +42,8 @@ from bot.domain.lifecycle import (
 )
 from storage.migrate import migrate
 
-BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 _JOB_SELECT = f"SELECT {', '.join(field.name for field in fields(JobRecord))} FROM job_records"
 _LEDGER_COLUMNS = ", ".join(field.name for field in fields(LedgerEntry))
@@ -82,23 +84,21 @@ _STAMPS_ON_ENTERING: dict[JobState, tuple[str, ...]] = {
     JobState.CLOSED: ("delivered_at",),
 }
 
-# One budget in one period. :whole_server selects every member's reserve/charge/refund rows;
-# grants and the allowance always come from :scope (the member, or 0 for the server).
-_BALANCE_SQL = """
-SELECT
-    COALESCE(
-        (SELECT amount_micro FROM ledger
-         WHERE guild_id = :guild AND member_id = :scope AND kind = 'limit'
-         ORDER BY id DESC LIMIT 1),
-        :default_allowance
-    ) AS allowance,
-    COALESCE(SUM(amount_micro) FILTER (WHERE kind = 'grant' AND member_id = :scope), 0) AS granted,
-    COALESCE(SUM(amount_micro) FILTER (WHERE kind = 'charge'), 0) AS spent,
-    COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micro
-                           WHEN 'charge' THEN -amount_micro
-                           WHEN 'refund' THEN -amount_micro END), 0) AS held
-FROM ledger
-WHERE guild_id = :guild AND period_key = :period AND (:whole_server OR member_id = :scope)
+# Running totals that differ from the ledger's sums (balances_from_ledger, migration 4).
+_AUDIT_SQL = """
+SELECT guild_id, member_id, period_key,
+       COALESCE(b.granted, 0) AS granted, COALESCE(b.spent, 0) AS spent,
+       COALESCE(b.held, 0) AS held,
+       COALESCE(l.granted, 0) AS ledger_granted, COALESCE(l.spent, 0) AS ledger_spent,
+       COALESCE(l.held, 0) AS ledger_held
+FROM (SELECT guild_id, member_id, period_key FROM balances
+      UNION SELECT guild_id, member_id, period_key FROM balances_from_ledger) AS k
+LEFT JOIN balances AS b USING (guild_id, member_id, period_key)
+LEFT JOIN balances_from_ledger AS l USING (guild_id, member_id, period_key)
+WHERE COALESCE(b.granted, 0) != COALESCE(l.granted, 0)
+   OR COALESCE(b.spent, 0) != COALESCE(l.spent, 0)
+   OR COALESCE(b.held, 0) != COALESCE(l.held, 0)
+ORDER BY guild_id, member_id, period_key
 """
 
 # A job's reserve and charge rows share its period, so both are counted from the ledger alone.
@@ -118,7 +118,7 @@ def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _job_record(row: aiosqlite.Row) -> JobRecord:
+def _job_record(row: sqlite3.Row) -> JobRecord:
     values = dict(zip(row.keys(), row, strict=True))
     values["state"] = JobState(values["state"])
     if values["failure_kind"] is not None:
@@ -132,10 +132,21 @@ def _job_record(row: aiosqlite.Row) -> JobRecord:
     return JobRecord(**values)
 
 
-def _ledger_entry(row: aiosqlite.Row) -> LedgerEntry:
+def _ledger_entry(row: sqlite3.Row) -> LedgerEntry:
     values = dict(zip(row.keys(), row, strict=True))
     values["created_at"] = datetime.fromisoformat(values["created_at"])
     return LedgerEntry(**values)
+
+
+def _audit_line(row: sqlite3.Row) -> str:
+    """One difference found by the audit, for a person to read."""
+    member_id = row["member_id"]
+    whose = "the server" if member_id == SERVER_SCOPE_MEMBER_ID else f"member {member_id}"
+    return (
+        f"guild {row['guild_id']}, {whose}, {row['period_key']}: "
+        f"stored granted/spent/held {row['granted']}/{row['spent']}/{row['held']}, "
+        f"ledger says {row['ledger_granted']}/{row['ledger_spent']}/{row['ledger_held']}"
+    )
 
 
 def _require_micro(value: int, what: str, *, minimum: int | None = None) -> None:
@@ -145,29 +156,168 @@ def _require_micro(value: int, what: str, *, minimum: int | None = None) -> None
         raise ValueError(f"{what} must be at least {minimum} micro-dollars, not {value}")
 
 
-async def _enable_wal(db: aiosqlite.Connection, attempts: int = 100) -> None:
+def _enable_wal(db: sqlite3.Connection, attempts: int = 100) -> None:
     """Switch to WAL. Another process doing the same on a new file makes SQLite answer "locked"
     at once (the busy timeout does not cover this switch), so retry briefly."""
     for attempt in range(attempts):
         try:
-            await db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or attempt == attempts - 1:
                 raise
-            await asyncio.sleep(0.02)
+            time.sleep(0.02)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """Open the file (WAL, foreign keys, busy timeout) and apply pending migrations; runs on the
+    store's thread, which owns the connection from then on."""
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        db.row_factory = sqlite3.Row
+        _enable_wal(db)
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `work` in one BEGIN IMMEDIATE transaction: committed if it returns, rolled back if it
+    raises. BEGIN IMMEDIATE takes the write lock first (waiting up to the busy timeout), so a
+    budget check and the rows it allows are never separated by another writer."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
+def _fetch_job(db: sqlite3.Connection, job_id: int) -> JobRecord:
+    row = db.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no job {job_id}")
+    return _job_record(row)
+
+
+def _append(
+    db: sqlite3.Connection,
+    *,
+    guild_id: int,
+    member_id: int,
+    kind: str,
+    amount_micro: int,
+    period: str,
+    now: datetime,
+    job_id: int | None = None,
+    actor_id: int | None = None,
+    note: str | None = None,
+) -> None:
+    """Append one ledger row."""
+    db.execute(
+        """
+        INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key,
+                            job_id, actor_id, note, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        (guild_id, member_id, kind, amount_micro, period, job_id, actor_id, note, _utc_text(now)),
+    )
+
+
+def _execute(db: sqlite3.Connection, sql: str, params: Sequence[object]) -> None:
+    db.execute(sql, params)
+
+
+def _set_columns(db: sqlite3.Connection, job_id: int, columns: dict[str, object]) -> None:
+    """UPDATE a job's columns (the names come from this module, never from input)."""
+    assignments = ", ".join(f"{name} = :{name}" for name in columns)
+    db.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**columns, "id": job_id})
+
+
+def _add_to_balance(
+    db: sqlite3.Connection,
+    guild_id: int,
+    member_id: int,
+    period: str,
+    column: Literal["granted", "held"],
+    amount: int,
+    allowance: int | None = None,
+) -> bool:
+    """Add `amount` to one running total — with an `allowance`, only if the budget can still
+    afford it (False if not). The row is created on first use."""
+    condition = "1" if allowance is None else ":allowance + granted - spent - held >= :amount"
+    key = {
+        "guild": guild_id,
+        "member": member_id,
+        "period": period,
+        "amount": amount,
+        "allowance": allowance,
+    }
+    updated = db.execute(
+        f"UPDATE balances SET {column} = {column} + :amount "
+        f"WHERE guild_id = :guild AND member_id = :member AND period_key = :period "
+        f"AND {condition}",
+        key,
+    ).rowcount
+    if updated or _balance_exists(db, guild_id, member_id, period):
+        return bool(updated)
+    new_row = "0 AS granted, 0 AS spent, 0 AS held"
+    return bool(
+        db.execute(
+            f"INSERT INTO balances (guild_id, member_id, period_key, {column}) "
+            f"SELECT :guild, :member, :period, :amount FROM (SELECT {new_row}) "
+            f"WHERE {condition}",
+            key,
+        ).rowcount
+    )
+
+
+def _balance_exists(db: sqlite3.Connection, guild_id: int, member_id: int, period: str) -> bool:
+    return (
+        db.execute(
+            "SELECT 1 FROM balances WHERE guild_id = ? AND member_id = ? AND period_key = ?",
+            (guild_id, member_id, period),
+        ).fetchone()
+        is not None
+    )
+
+
+def _settle_balances(db: sqlite3.Connection, job: JobRecord, *, spent: int) -> None:
+    """Release a job's held price on its member's and its server's rows (in its reservation's
+    period), adding `spent` to what they spent."""
+    db.execute(
+        "UPDATE balances SET held = held - :price, spent = spent + :spent "
+        "WHERE guild_id = :guild AND period_key = :period AND member_id IN (0, :member)",
+        {
+            "price": job.price_micro,
+            "spent": spent,
+            "guild": job.guild_id,
+            "period": job.period_key,
+            "member": job.member_id,
+        },
+    )
 
 
 class SqliteStorage:
     """The Storage protocol on one SQLite file (or :memory:). Create it with `open()`."""
 
     def __init__(
-        self, db: aiosqlite.Connection, policy: BudgetPolicy, clock: Callable[[], datetime]
+        self,
+        db: sqlite3.Connection,
+        worker: ThreadPoolExecutor,
+        policy: BudgetPolicy,
+        clock: Callable[[], datetime],
     ) -> None:
         self._db = db
+        self._worker = worker
         self._policy = policy
         self._clock = clock  # must return aware datetimes
-        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -178,23 +328,18 @@ class SqliteStorage:
         clock: Callable[[], datetime] | None = None,
     ) -> Self:
         """Connect (WAL, foreign keys, busy timeout) and apply pending migrations."""
-        db = await aiosqlite.connect(path, isolation_level=None)
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanbot-sqlite")
         try:
-            db.row_factory = aiosqlite.Row
-            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await _enable_wal(db)
-            await db.execute("PRAGMA synchronous = NORMAL")
-            await db.execute("PRAGMA foreign_keys = ON")
-            await migrate(db)
+            db = await asyncio.get_running_loop().run_in_executor(worker, _connect, path)
         except BaseException:
-            await db.close()
+            worker.shutdown(wait=False)
             raise
-        return cls(db, policy, clock or (lambda: datetime.now(UTC)))
+        return cls(db, worker, policy, clock or (lambda: datetime.now(UTC)))
 
     async def close(self) -> None:
-        """Close the connection."""
-        async with self._lock:
-            await self._db.close()
+        """Close the connection (after any transaction still running) and its thread."""
+        await self._call(sqlite3.Connection.close)
+        self._worker.shutdown()
 
     async def __aenter__(self) -> Self:
         return self
@@ -203,123 +348,79 @@ class SqliteStorage:
         await self.close()
 
     # --- plumbing -----------------------------------------------------------------------------
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction: committed on success, rolled back on any exception.
+    async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the store's own thread, which alone touches the connection.
 
-        aiosqlite runs queued statements in order even when their awaiting task is cancelled, so
-        the ROLLBACK always runs after the statement that was interrupted, BEGIN included. When
-        BEGIN itself failed there is nothing to roll back, and that error is ignored.
-        """
-        async with self._lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-            except BaseException:
-                with suppress(sqlite3.OperationalError):
-                    await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+        A whole transaction is one call: one hop to the thread instead of one per statement.
+        If the awaiting task is cancelled the call still runs to its end (commit or rollback),
+        so a transaction is never left half done."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, work, self._db)
 
-    async def _read(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
-        async with self._lock:
-            return list(await self._db.execute_fetchall(sql, params))
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` as one write transaction on the store's thread."""
+        return await self._call(partial(_in_transaction, work=work))
 
-    @staticmethod
-    async def _fetch_job(db: aiosqlite.Connection, job_id: int) -> JobRecord:
-        async with db.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            raise LookupError(f"no job {job_id}")
-        return _job_record(row)
+    async def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        return await self._call(lambda db: db.execute(sql, params).fetchall())
 
-    @staticmethod
-    async def _append(
-        db: aiosqlite.Connection,
-        *,
-        guild_id: int,
-        member_id: int,
-        kind: Literal["reserve", "charge", "refund", "grant", "limit"],
-        amount_micro: int,
-        period: str,
-        now: datetime,
-        job_id: int | None = None,
-        actor_id: int | None = None,
-        note: str | None = None,
-    ) -> None:
-        await db.execute(
-            """
-            INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key,
-                                job_id, actor_id, note, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            (
-                guild_id,
-                member_id,
-                kind,
-                amount_micro,
-                period,
-                job_id,
-                actor_id,
-                note,
-                _utc_text(now),
-            ),
-        )
+    def _allowance(self, db: sqlite3.Connection, guild_id: int, member_id: int) -> int:
+        """The latest allowance set for a member (or the server, member_id 0), else the
+        default."""
+        row = db.execute(
+            "SELECT amount_micro FROM ledger "
+            "WHERE guild_id = ? AND member_id = ? AND kind = 'limit' ORDER BY id DESC LIMIT 1",
+            (guild_id, member_id),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        if member_id == SERVER_SCOPE_MEMBER_ID:
+            return self._policy.server_allowance
+        return self._policy.member_allowance
 
-    @staticmethod
-    async def _set_columns(
-        db: aiosqlite.Connection, job_id: int, columns: dict[str, object]
-    ) -> None:
-        """UPDATE a job's columns (the names come from this module, never from input)."""
-        assignments = ", ".join(f"{name} = :{name}" for name in columns)
-        await db.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**columns, "id": job_id})
-
-    async def _balance(
-        self, db: aiosqlite.Connection, guild_id: int, member_id: int | None, now: datetime
+    def _balance(
+        self, db: sqlite3.Connection, guild_id: int, member_id: int, now: datetime
     ) -> Balance:
-        """A member's balance, or the server's when member_id is None."""
-        whole_server = member_id is None
-        params = {
-            "guild": guild_id,
-            "scope": SERVER_SCOPE_MEMBER_ID if whole_server else member_id,
-            "whole_server": whole_server,
-            "period": period_key(now, self._policy.period),
-            "default_allowance": (
-                self._policy.server_allowance if whole_server else self._policy.member_allowance
-            ),
-        }
-        async with db.execute(_BALANCE_SQL, params) as cursor:
-            row = await cursor.fetchone()
-        assert row is not None  # an aggregate always yields one row
+        """A member's balance (member_id 0: the server's) in the period containing `now`."""
+        row = db.execute(
+            "SELECT granted, spent, held FROM balances "
+            "WHERE guild_id = ? AND member_id = ? AND period_key = ?",
+            (guild_id, member_id, period_key(now, self._policy.period)),
+        ).fetchone()
+        granted, spent, held = row if row is not None else (0, 0, 0)
         return Balance(
-            allowance=row["allowance"],
-            granted=row["granted"],
-            spent=row["spent"],
-            held=row["held"],
+            allowance=self._allowance(db, guild_id, member_id),
+            granted=granted,
+            spent=spent,
+            held=held,
             resets_at=period_resets_at(now, self._policy.period),
         )
 
-    async def _settle(
-        self, db: aiosqlite.Connection, job: JobRecord, settlement: Settlement, now: datetime
+    def _hold(
+        self, db: sqlite3.Connection, owner: JobOwner, price: int, period: str, now: datetime
     ) -> None:
-        """Write the job's one charge or refund row, in the period of its reservation.
-
-        Only a job from before the lifecycle (schema 2) can already be settled: that version
-        charged on completion, before delivery. Its settlement stands, as it did then."""
-        if job.settlement is not None:
+        """Hold `price` on the server's budget, then on the member's: one conditional update
+        each, in that fixed order. Raises BudgetExceeded (the member's first) if either is
+        short; the caller's transaction then rolls both back."""
+        held = [
+            _add_to_balance(
+                db,
+                owner.guild_id,
+                member_id,
+                period,
+                "held",
+                price,
+                self._allowance(db, owner.guild_id, member_id),
+            )
+            for member_id in (SERVER_SCOPE_MEMBER_ID, owner.member_id)  # the fixed lock order
+        ]
+        if all(held):
             return
-        await self._append(
-            db,
-            guild_id=job.guild_id,
-            member_id=job.member_id,
-            kind=settlement.value,
-            amount_micro=job.price_micro,
-            period=job.period_key,
-            now=now,
-            job_id=job.id,
-        )
+        member = self._balance(db, owner.guild_id, owner.member_id, now)
+        if member.available < price:
+            raise BudgetExceeded("member", price, member)
+        raise BudgetExceeded("server", price, self._balance(db, owner.guild_id, 0, now))
 
-    async def _admin_row(
+    def _admin_row(
         self,
         kind: Literal["grant", "limit"],
         guild_id: int,
@@ -327,22 +428,29 @@ class SqliteStorage:
         amount_micro: int,
         actor_id: int,
         note: str | None,
-    ) -> None:
+    ) -> Callable[[sqlite3.Connection], None]:
+        """The transaction that writes a grant (and its running total) or an allowance."""
         if member_id < 0:
             raise ValueError(f"member_id must be ≥ 0, not {member_id}")
         now = self._clock()
-        async with self._transaction() as db:
-            await self._append(
+        period = period_key(now, self._policy.period)
+
+        def write(db: sqlite3.Connection) -> None:
+            _append(
                 db,
                 guild_id=guild_id,
                 member_id=member_id,
                 kind=kind,
                 amount_micro=amount_micro,
-                period=period_key(now, self._policy.period),
+                period=period,
                 now=now,
                 actor_id=actor_id,
                 note=note,
             )
+            if kind == "grant":
+                _add_to_balance(db, guild_id, member_id, period, "granted", amount_micro)
+
+        return write
 
     # --- money + jobs -------------------------------------------------------------------------
     async def reserve(
@@ -352,27 +460,23 @@ class SqliteStorage:
         its reserve row, all in one transaction. Raises TooManyJobs / BudgetExceeded, writing
         nothing."""
         _require_micro(price_micro, "price", minimum=0)
+        if owner.member_id == SERVER_SCOPE_MEMBER_ID:
+            raise ValueError("member_id 0 is the server's own budget, not a member")
         now = self._clock()
         period = period_key(now, self._policy.period)
         in_progress = sorted(IN_PROGRESS)
-        in_flight_marks = ", ".join("?" for _ in in_progress)
-        async with self._transaction() as db:
-            async with db.execute(
+        marks = ", ".join("?" for _ in in_progress)
+
+        def write(db: sqlite3.Connection) -> JobRecord:
+            (count,) = db.execute(
                 f"SELECT COUNT(*) FROM jobs "
-                f"WHERE guild_id = ? AND member_id = ? AND state IN ({in_flight_marks})",
+                f"WHERE guild_id = ? AND member_id = ? AND state IN ({marks})",
                 (owner.guild_id, owner.member_id, *in_progress),
-            ) as cursor:
-                row = await cursor.fetchone()
-            assert row is not None  # COUNT(*) always yields one row
-            if row[0] >= max_in_flight:
+            ).fetchone()
+            if count >= max_in_flight:
                 raise TooManyJobs(max_in_flight)
-            member = await self._balance(db, owner.guild_id, owner.member_id, now)
-            if member.available < price_micro:
-                raise BudgetExceeded("member", price_micro, member)
-            server = await self._balance(db, owner.guild_id, None, now)
-            if server.available < price_micro:
-                raise BudgetExceeded("server", price_micro, server)
-            cursor = await db.execute(
+            self._hold(db, owner, price_micro, period, now)
+            cursor = db.execute(
                 """
                 INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro,
                                   period_key, state, created_at)
@@ -391,7 +495,7 @@ class SqliteStorage:
             )
             job_id = cursor.lastrowid
             assert job_id is not None
-            await self._append(
+            _append(
                 db,
                 guild_id=owner.guild_id,
                 member_id=owner.member_id,
@@ -401,12 +505,14 @@ class SqliteStorage:
                 now=now,
                 job_id=job_id,
             )
-            return await self._fetch_job(db, job_id)
+            return _fetch_job(db, job_id)
+
+        return await self._write(write)
 
     async def advance(self, job_id: int, to: JobState, **changes: object) -> JobRecord:
-        """Move a job to `to` with `changes`, writing the ledger row the move settles, in one
-        transaction. Raises IllegalTransition (changing nothing) for a move the lifecycle
-        forbids."""
+        """Move a job to `to` with `changes`, writing the ledger row the move settles (and its
+        running totals), in one transaction. Raises IllegalTransition (changing nothing) for a
+        move the lifecycle forbids."""
         unknown = set(changes) - _MOVABLE_COLUMNS
         if unknown:
             raise ValueError(f"not a column a move may set: {', '.join(sorted(unknown))}")
@@ -416,22 +522,39 @@ class SqliteStorage:
             columns[name] = _utc_text(value) if isinstance(value, datetime) else value
         for stamp in _STAMPS_ON_ENTERING.get(to, ()):
             columns[stamp] = _utc_text(now)
-        async with self._transaction() as db:
-            job = await self._fetch_job(db, job_id)
+
+        def write(db: sqlite3.Connection) -> JobRecord:
+            job = _fetch_job(db, job_id)
             if not can_move(job.state, to):
                 raise IllegalTransition(job_id, job.state, to)
             if to is JobState.POSTING:
                 columns["post_attempts"] = job.post_attempts + 1
             settlement = settlement_on_entering(to)
-            if settlement is not None:
-                await self._settle(db, job, settlement, now)
-            await self._set_columns(db, job_id, columns)
-            return await self._fetch_job(db, job_id)
+            # Only a job from before the lifecycle (schema 2) can already be settled: that
+            # version charged on completion, before delivery. Its settlement stands.
+            if settlement is not None and job.settlement is None:
+                _append(
+                    db,
+                    guild_id=job.guild_id,
+                    member_id=job.member_id,
+                    kind=settlement.value,
+                    amount_micro=job.price_micro,
+                    period=job.period_key,
+                    now=now,
+                    job_id=job.id,
+                )
+                spent = job.price_micro if settlement is Settlement.CHARGE else 0
+                _settle_balances(db, job, spent=spent)
+            _set_columns(db, job_id, columns)
+            return _fetch_job(db, job_id)
+
+        return await self._write(write)
 
     async def set_wavespeed_status(self, job_id: int, wavespeed_status: str) -> None:
         """Remember the last status WaveSpeed reported (no state change)."""
-        async with self._transaction() as db:
-            await self._set_columns(db, job_id, {"wavespeed_status": wavespeed_status})
+        await self._write(
+            partial(_set_columns, job_id=job_id, columns={"wavespeed_status": wavespeed_status})
+        )
 
     async def known_predictions(self, prediction_ids: Collection[str]) -> set[str]:
         """Which of these WaveSpeed task ids already belong to a job."""
@@ -467,27 +590,31 @@ class SqliteStorage:
     # --- budgets ------------------------------------------------------------------------------
     async def member_balance(self, guild_id: int, member_id: int) -> Balance:
         """A member's budget in the current period."""
-        async with self._lock:
-            return await self._balance(self._db, guild_id, member_id, self._clock())
+        now = self._clock()
+        return await self._call(lambda db: self._balance(db, guild_id, member_id, now))
 
     async def server_balance(self, guild_id: int) -> Balance:
         """The server's budget in the current period (every member's jobs count against it)."""
-        async with self._lock:
-            return await self._balance(self._db, guild_id, None, self._clock())
+        now = self._clock()
+        return await self._call(lambda db: self._balance(db, guild_id, SERVER_SCOPE_MEMBER_ID, now))
 
     async def grant(
         self, guild_id: int, member_id: int, amount_micro: int, actor_id: int, note: str | None
     ) -> None:
         """Add (or with a negative amount, remove) money for this period. member_id 0 = server."""
         _require_micro(amount_micro, "grant")
-        await self._admin_row("grant", guild_id, member_id, amount_micro, actor_id, note)
+        await self._write(
+            self._admin_row("grant", guild_id, member_id, amount_micro, actor_id, note)
+        )
 
     async def set_allowance(
         self, guild_id: int, member_id: int, amount_micro: int, actor_id: int
     ) -> None:
         """Set a per-period allowance (a `limit` ledger row; latest wins). member_id 0 = server."""
         _require_micro(amount_micro, "allowance", minimum=0)
-        await self._admin_row("limit", guild_id, member_id, amount_micro, actor_id, None)
+        await self._write(
+            self._admin_row("limit", guild_id, member_id, amount_micro, actor_id, None)
+        )
 
     async def usage(self, guild_id: int) -> list[MemberUsage]:
         """Spend (charges) and jobs per member in the current period, largest spend first."""
@@ -504,7 +631,12 @@ class SqliteStorage:
         )
         return [_ledger_entry(row) for row in rows]
 
-    # --- per-server settings (key/value text) --------------------------------------------------
+    async def audit(self) -> list[str]:
+        """Every running total that differs from what the ledger adds up to (empty: clean)."""
+        rows = await self._read(_AUDIT_SQL)
+        return [_audit_line(row) for row in rows]
+
+    # --- per-server and bot-wide settings (key/value text) -------------------------------------
     async def get_guild_setting(self, guild_id: int, key: str) -> str | None:
         """A server's setting, or None."""
         rows = await self._read(
@@ -514,21 +646,17 @@ class SqliteStorage:
 
     async def set_guild_setting(self, guild_id: int, key: str, value: str | None) -> None:
         """Set a server's setting; None deletes it."""
-        async with self._transaction() as db:
-            if value is None:
-                await db.execute(
-                    "DELETE FROM guild_settings WHERE guild_id = ? AND key = ?", (guild_id, key)
-                )
-            else:
-                await db.execute(
-                    """
-                    INSERT INTO guild_settings (guild_id, key, value) VALUES (?, ?, ?)
-                    ON CONFLICT (guild_id, key) DO UPDATE SET value = excluded.value
-                    """,
-                    (guild_id, key, value),
-                )
+        if value is None:
+            sql = "DELETE FROM guild_settings WHERE guild_id = ? AND key = ?"
+            params: tuple[object, ...] = (guild_id, key)
+        else:
+            sql = (
+                "INSERT INTO guild_settings (guild_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (guild_id, key) DO UPDATE SET value = excluded.value"
+            )
+            params = (guild_id, key, value)
+        await self._write(partial(_execute, sql=sql, params=params))
 
-    # --- bot-wide settings (key/value text) ----------------------------------------------------
     async def get_bot_setting(self, key: str) -> str | None:
         """A bot-wide setting, or None."""
         rows = await self._read("SELECT value FROM bot_settings WHERE key = ?", (key,))
@@ -536,14 +664,12 @@ class SqliteStorage:
 
     async def set_bot_setting(self, key: str, value: str | None) -> None:
         """Set a bot-wide setting; None deletes it."""
-        async with self._transaction() as db:
-            if value is None:
-                await db.execute("DELETE FROM bot_settings WHERE key = ?", (key,))
-            else:
-                await db.execute(
-                    """
-                    INSERT INTO bot_settings (key, value) VALUES (?, ?)
-                    ON CONFLICT (key) DO UPDATE SET value = excluded.value
-                    """,
-                    (key, value),
-                )
+        if value is None:
+            sql, params = "DELETE FROM bot_settings WHERE key = ?", (key,)
+        else:
+            sql = (
+                "INSERT INTO bot_settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            )
+            params = (key, value)
+        await self._write(partial(_execute, sql=sql, params=params))
