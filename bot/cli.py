@@ -1,4 +1,4 @@
-"""The `wanbot` command: run | generate | quote | fake-api."""
+"""The `wanbot` command: run | generate | quote | audit | fake-api."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from bot.logs import setup_logging
 from bot.runner import Posted, Progress, Video
 from bot.services import Services, Tuning
 from bot.wavespeed import PollPolicy
+from storage import open_storage
 
 CLI_OWNER = JobOwner(guild_id=CLI_GUILD_ID, channel_id=0, member_id=CLI_MEMBER_ID)
 UPLOAD_PLACEHOLDER = "https://upload.invalid/"  # a local file's URL until the runner uploads it
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=PollPolicy.first_delay_s,
         help="first status check after this many seconds, then 1.5x longer each time up to "
         f"{PollPolicy.max_interval_s:g} s (default %(default)g; shorten it for `wanbot fake-api`)",
+    )
+
+    commands.add_parser(
+        "audit", help="check every running balance against the ledger (exit 1 on a difference)"
     )
 
     fake = commands.add_parser("fake-api", help="serve a fake WaveSpeed API for offline tries")
@@ -97,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run_bot(load_settings())
             case "generate":
                 return generate_command(args)
+            case "audit":
+                return asyncio.run(audit(load_settings()))
     except ConfigError as exc:
         print(f"wanbot: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -112,6 +119,23 @@ def quote(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"wanbot: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+async def audit(settings: Settings) -> int:
+    """Recompute the balances from the ledger; print each difference. 0: clean, 1: not."""
+    storage = await open_storage(settings.database_url, settings.budget_policy)
+    try:
+        differences = await storage.audit()
+    finally:
+        await storage.close()
+    for line in differences:
+        print(line)
+    if differences:
+        count = len(differences)
+        print(f"wanbot audit: {count} balance(s) differ from the ledger", file=sys.stderr)
+        return 1
+    print("wanbot audit: every balance matches the ledger")
     return 0
 
 

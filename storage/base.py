@@ -72,6 +72,11 @@ class Storage(Protocol):
         """Ledger rows of a server, oldest first; only one period when period_key is given."""
         ...
 
+    async def audit(self) -> list[str]:
+        """Recompute every running balance from the ledger; one line per difference (none:
+        clean)."""
+        ...
+
     # --- per-server settings (key/value text) --------------------------------------------------
     async def get_guild_setting(self, guild_id: int, key: str) -> str | None: ...
 

@@ -10,8 +10,10 @@ import asyncio
 import os
 import re
 import shutil
+import sqlite3
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -378,3 +380,18 @@ async def test_run_without_a_discord_token_says_so(tmp_path: Path) -> None:
     assert run.code == 2
     assert "DISCORD_TOKEN" in run.err_line
     assert run.out == ""
+
+
+async def test_audit_is_clean_after_use_and_names_a_tampered_balance(workspace: Workspace) -> None:
+    assert (await workspace.generate(workspace.image)).code == 0
+    workspace.fake.next_task("failed", error_code=5000)
+    assert (await workspace.generate(workspace.image)).code == 1
+
+    clean = await workspace.run("audit")
+    assert (clean.code, clean.out) == (0, "wanbot audit: every balance matches the ledger\n")
+
+    with closing(sqlite3.connect(workspace.database)) as db, db:
+        db.execute("UPDATE balances SET spent = spent + 1 WHERE member_id = 0")
+    drifted = await workspace.run("audit")
+    assert drifted.code == 1
+    assert "guild 0, the server" in drifted.out and "1 balance(s) differ" in drifted.err
