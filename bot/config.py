@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.domain.budget import BudgetPeriod, BudgetPolicy
 from bot.domain.media import MediaLimits
 from bot.domain.pricing import parse_usd
-from storage import database_path
+from storage import check_database_url
 
 
 class ConfigError(Exception):
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
-        database_path(value)  # raises ValueError with the reason
+        check_database_url(value)  # SQLite or PostgreSQL; a ValueError never repeats the URL
         return value
 
     @field_validator("dev_guild_id", mode="before")

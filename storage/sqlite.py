@@ -401,20 +401,14 @@ class SqliteStorage:
         """Hold `price` on the server's budget, then on the member's: one conditional update
         each, in that fixed order. Raises BudgetExceeded (the member's first) if either is
         short; the caller's transaction then rolls both back."""
-        held = [
-            _add_to_balance(
-                db,
-                owner.guild_id,
-                member_id,
-                period,
-                "held",
-                price,
-                self._allowance(db, owner.guild_id, member_id),
-            )
-            for member_id in (SERVER_SCOPE_MEMBER_ID, owner.member_id)  # the fixed lock order
-        ]
-        if all(held):
+        for member_id in (SERVER_SCOPE_MEMBER_ID, owner.member_id):  # the fixed lock order
+            allowance = self._allowance(db, owner.guild_id, member_id)
+            if not _add_to_balance(db, owner.guild_id, member_id, period, "held", price, allowance):
+                break
+        else:
             return
+        # refused: the budget that refused, and the member's when the server's did, are read as
+        # they were before this transaction
         member = self._balance(db, owner.guild_id, owner.member_id, now)
         if member.available < price:
             raise BudgetExceeded("member", price, member)

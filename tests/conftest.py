@@ -1,13 +1,30 @@
-"""Shared fixtures: a fake WaveSpeed API on loopback and a client pointed at it."""
+"""Shared fixtures: a fake WaveSpeed API on loopback and a client pointed at it; the databases
+the storage tests run on (SQLite files, and schemas of their own on a PostgreSQL server); and a
+closing line that says how many PostgreSQL tests ran."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from bot.testing.fake_wavespeed import FakeWaveSpeed
 from bot.wavespeed import PollPolicy, RetryPolicy, Timeouts, WaveSpeedClient
+from storage.postgres import PostgresTarget
+from tests.storage_backends import (
+    BACKENDS,
+    POSTGRES_URL,
+    create_schema,
+    drop_schema,
+    in_ci,
+    new_schema_name,
+    run_on_own_loop,
+    truncate_tables,
+    unreachable_reason,
+    with_search_path,
+)
 
 TEST_API_KEY = "ws-test-key-5f2c9e1d7b"  # distinctive, so tests can assert it never leaks
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, max_retry_after_s=5.0)
@@ -35,3 +52,91 @@ async def wavespeed_client(fake_wavespeed: FakeWaveSpeed) -> AsyncIterator[WaveS
 def fast_poll() -> PollPolicy:
     """A poll policy for jobs of a fraction of a second (20 ms first, ≤ 100 ms apart, 10 s cap)."""
     return FAST_POLL
+
+
+# --- databases for the storage tests ---------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The URL of the PostgreSQL server for tests (WANBOT_TEST_POSTGRES_URL), checked once. When
+    none answers, every test that needs it is skipped for that one reason; in CI it fails."""
+    reason = run_on_own_loop(lambda: unreachable_reason(POSTGRES_URL))
+    if reason is not None:
+        where = PostgresTarget.parse(POSTGRES_URL)
+        if in_ci():
+            pytest.fail(f"PostgreSQL not reachable at {where} ({reason}), and CI must test it")
+        pytest.skip(f"PostgreSQL not reachable at {where} ({reason}): storage tests on it skipped")
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_run_url(postgres_server: str) -> Iterator[str]:
+    """This test run's own schema on the server (wanbot_test_<hex>), dropped when the run ends;
+    the URL points every connection at it."""
+    schema = new_schema_name()
+    run_on_own_loop(lambda: create_schema(postgres_server, schema))
+    yield with_search_path(postgres_server, schema)
+    run_on_own_loop(lambda: drop_schema(postgres_server, schema))
+
+
+@pytest.fixture
+async def postgres_url(postgres_run_url: str) -> str:
+    """The run's schema with every table emptied (migrations stay applied)."""
+    await truncate_tables(postgres_run_url)
+    return postgres_run_url
+
+
+@pytest.fixture
+async def fresh_postgres_url(postgres_server: str) -> AsyncIterator[str]:
+    """A schema of the test's own, with nothing in it yet (not even migrations)."""
+    schema = new_schema_name()
+    await create_schema(postgres_server, schema)
+    yield with_search_path(postgres_server, schema)
+    await drop_schema(postgres_server, schema)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend in turn: a new SQLite file, then the run's PostgreSQL
+    schema emptied (marked `postgres`)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "wanbot.db")
+    return request.getfixturevalue("postgres_url")
+
+
+# --- how many PostgreSQL tests ran -------------------------------------------------------------
+_postgres_tests: set[str] = set()
+_postgres_outcomes: Counter[str] = Counter()
+_postgres_skip_reasons: set[str] = set()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _postgres_tests.update(item.nodeid for item in items if item.get_closest_marker("postgres"))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.nodeid not in _postgres_tests:
+        return
+    if report.when == "call":
+        _postgres_outcomes[report.outcome] += 1
+    elif report.when == "setup" and report.skipped:
+        _postgres_outcomes["skipped"] += 1
+        if isinstance(report.longrepr, tuple):  # (path, line, "Skipped: <reason>")
+            _postgres_skip_reasons.add(report.longrepr[2].removeprefix("Skipped: "))
+    elif report.when == "setup" and report.failed:
+        _postgres_outcomes["error"] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line: how many PostgreSQL tests ran, and why any were skipped."""
+    if not _postgres_tests:
+        return
+    counts = _postgres_outcomes
+    line = (
+        f"PostgreSQL storage tests run: {counts['passed'] + counts['failed']} "
+        f"({counts['passed']} passed, {counts['failed']} failed)"
+    )
+    if counts["error"]:
+        line += f"; {counts['error']} could not start"
+    if counts["skipped"]:
+        line += f"; {counts['skipped']} skipped: {'; '.join(sorted(_postgres_skip_reasons))}"
+    terminalreporter.write_line(line)

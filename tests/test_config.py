@@ -72,7 +72,7 @@ def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
         ("DEV_GUILD_ID", "my-server"),
         ("WAVESPEED_BASE_URL", "api.wavespeed.ai"),
         ("LOG_LEVEL", "LOUD"),
-        ("DATABASE_URL", "postgres://admin:hunter2@db/wanbot"),
+        ("DATABASE_URL", "postgres://admin:hunter2@db:port/wanbot"),
     ],
 )
 def test_malformed_setting_names_the_variable(

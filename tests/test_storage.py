@@ -1,17 +1,23 @@
-"""SqliteStorage on real SQLite files: reservations under concurrency, the job lifecycle and the
-ledger rows its moves write, periods, allowances, grants, usage, settings, migrations (including
-an upgrade of a version-2 database with data) and the database's own safety nets."""
+"""Both stores, SqliteStorage on real SQLite files and PostgresStorage on a real PostgreSQL server
+(a schema of the test run's own: tests/storage_backends.py), held to one behaviour: reservations
+under concurrency, the job lifecycle and the ledger rows its moves write, periods, allowances,
+grants, usage, settings and the database's own safety nets. Then each backend's migrations
+(SQLite's including an upgrade of a version-2 database with data), and PostgreSQL's connection
+errors, which never show the password."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import traceback
 from collections import Counter, deque
 from collections.abc import AsyncIterator
-from contextlib import closing
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 
@@ -33,9 +39,26 @@ from bot.domain.lifecycle import (
     Settlement,
     settlement_on_entering,
 )
-from storage import database_path, open_storage
+from storage import (
+    PostgresStorage,
+    SqliteStorage,
+    check_database_url,
+    database_path,
+    is_postgres_url,
+    open_storage,
+)
+from storage.common import load_sql_migrations
 from storage.migrate import load_migrations
-from storage.sqlite import SqliteStorage
+from storage.postgres import MIGRATIONS_FOLDER, PostgresTarget
+from tests.storage_backends import (
+    CHECK_FAILED,
+    INTEGRITY_ERRORS,
+    NOT_UNIQUE,
+    execute_raw,
+    fetch_postgres,
+)
+
+Store = SqliteStorage | PostgresStorage
 
 GUILD = 1001
 CHANNEL = 2002
@@ -48,6 +71,7 @@ POLICY = BudgetPolicy(
 PLENTY = 10**12
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 HOLD_UNTIL = START + timedelta(minutes=10)
+SECRET = "hunter2-7c1f0e"  # a database password distinctive enough to search every message for
 
 
 class Clock:
@@ -78,19 +102,20 @@ def db_path(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(db_path: str, clock: Clock) -> AsyncIterator[SqliteStorage]:
-    storage = await open_storage(db_path, POLICY, clock=clock)
+async def store(database_url: str, clock: Clock) -> AsyncIterator[Store]:
+    """An empty store on each backend in turn (see conftest's `database_url`)."""
+    storage = await open_storage(database_url, POLICY, clock=clock)
     yield storage
     await storage.close()
 
 
 async def reserve(
-    store: SqliteStorage, member_id: int = MEMBER, price: int = PRICE, max_in_flight: int = 10
+    store: Store, member_id: int = MEMBER, price: int = PRICE, max_in_flight: int = 10
 ) -> JobRecord:
     return await store.reserve(owner(member_id), '{"prompt": "a cat"}', price, max_in_flight)
 
 
-async def plenty(store: SqliteStorage, member_id: int = MEMBER) -> None:
+async def plenty(store: Store, member_id: int = MEMBER) -> None:
     """Lift the member's and the server's allowances, for tests that make many jobs."""
     await store.set_allowance(GUILD, member_id, PLENTY, actor_id=1)
     await store.set_allowance(GUILD, SERVER_SCOPE_MEMBER_ID, PLENTY, actor_id=1)
@@ -139,12 +164,12 @@ def needs(job_id: int, to: JobState) -> dict[str, object]:
             return {}
 
 
-async def move(store: SqliteStorage, job_id: int, to: JobState) -> JobRecord:
+async def move(store: Store, job_id: int, to: JobState) -> JobRecord:
     """One move, with what it needs."""
     return await store.advance(job_id, to, **needs(job_id, to))
 
 
-async def walk(store: SqliteStorage, job: JobRecord, to: JobState) -> JobRecord:
+async def walk(store: Store, job: JobRecord, to: JobState) -> JobRecord:
     """Move a reserved job along a shortest allowed way to `to`."""
     assert job.state is JobState.RESERVED
     for state in PATHS[to]:
@@ -152,21 +177,35 @@ async def walk(store: SqliteStorage, job: JobRecord, to: JobState) -> JobRecord:
     return job
 
 
-async def job_in(store: SqliteStorage, state: JobState, member_id: int = MEMBER) -> JobRecord:
+async def job_in(store: Store, state: JobState, member_id: int = MEMBER) -> JobRecord:
     """A fresh job, in `state`."""
     return await walk(store, await reserve(store, member_id, max_in_flight=1000), state)
 
 
-async def job_kinds(store: SqliteStorage, job_id: int) -> list[str]:
+async def job_kinds(store: Store, job_id: int) -> list[str]:
     """The kinds of a job's ledger rows, oldest first."""
     return [row.kind for row in await store.ledger(GUILD) if row.job_id == job_id]
 
 
 # --- the headline: concurrent reservations never overspend -------------------------------------
+@asynccontextmanager
+async def opened(
+    database_url: str, policy: BudgetPolicy, clock: Clock, instances: int
+) -> AsyncIterator[list[Store]]:
+    """`instances` stores on one database (two: like the bot and `wanbot generate` side by side,
+    each with its own connection or pool); closed after."""
+    stores = [await open_storage(database_url, policy, clock=clock) for _ in range(instances)]
+    try:
+        yield stores
+    finally:
+        for store in stores:
+            await store.close()
+
+
 @pytest.mark.parametrize("instances", [1, 2], ids=["one-store", "two-stores"])
 @pytest.mark.parametrize("scope", ["member", "server"])
 async def test_concurrent_reserves_never_overspend(
-    db_path: str, clock: Clock, scope: str, instances: int
+    database_url: str, clock: Clock, scope: str, instances: int
 ) -> None:
     tight = 37 * PRICE + PRICE - 1  # affords exactly 37, leaves PRICE - 1
     policy = BudgetPolicy(
@@ -174,8 +213,7 @@ async def test_concurrent_reserves_never_overspend(
         server_allowance=tight if scope == "server" else PLENTY,
         period=BudgetPeriod.DAY,
     )
-    stores = [await open_storage(db_path, policy, clock=clock) for _ in range(instances)]
-    try:
+    async with opened(database_url, policy, clock, instances) as stores:
         members = [MEMBER if scope == "member" else 5000 + i % 50 for i in range(200)]
         results = await asyncio.gather(
             *(
@@ -202,19 +240,35 @@ async def test_concurrent_reserves_never_overspend(
         assert sum(entry.amount_micro for entry in ledger) == 37 * PRICE
         assert sorted(entry.job_id for entry in ledger) == sorted(job.id for job in jobs)
         assert len(await store.unfinished_jobs()) == 37
-    finally:
-        for store in stores:
-            await store.close()
+        assert await store.audit() == []
+
+
+@pytest.mark.parametrize("instances", [1, 2], ids=["one-store", "two-stores"])
+async def test_concurrent_reserves_never_exceed_the_in_flight_limit(
+    database_url: str, clock: Clock, instances: int
+) -> None:
+    """50 reservations of one member at once, with money for all but room for 3 in flight:
+    exactly 3 are written."""
+    async with opened(database_url, POLICY, clock, instances) as stores:
+        await plenty(stores[0])
+        results = await asyncio.gather(
+            *(stores[i % instances].reserve(owner(), "{}", PRICE, 3) for i in range(50)),
+            return_exceptions=True,
+        )
+        jobs = [result for result in results if isinstance(result, JobRecord)]
+        refusals = [result for result in results if isinstance(result, TooManyJobs)]
+        assert (len(jobs), len(refusals)) == (3, 47)
+        assert (await stores[-1].member_balance(GUILD, MEMBER)).held == 3 * PRICE
+        assert await stores[-1].audit() == []
 
 
 @pytest.mark.parametrize("instances", [1, 2], ids=["one-store", "two-stores"])
 async def test_racing_endings_settle_each_job_once(
-    db_path: str, clock: Clock, instances: int
+    database_url: str, clock: Clock, instances: int
 ) -> None:
     """A delivery and a failure race for each of 20 posting jobs: one move wins, the other is
     refused, and each job gets the one ledger row of the ending that won."""
-    stores = [await open_storage(db_path, POLICY, clock=clock) for _ in range(instances)]
-    try:
+    async with opened(database_url, POLICY, clock, instances) as stores:
         await plenty(stores[0])
         jobs = [await job_in(stores[0], JobState.POSTING) for _ in range(20)]
         endings = (JobState.DELIVERED, JobState.FAILED)
@@ -242,12 +296,10 @@ async def test_racing_endings_settle_each_job_once(
         delivered = sum(job.state is JobState.DELIVERED for job in won)
         balance = await store.member_balance(GUILD, MEMBER)
         assert (balance.spent, balance.held) == (delivered * PRICE, 0)
-    finally:
-        for store in stores:
-            await store.close()
+        assert await store.audit() == []
 
 
-async def test_refusal_writes_nothing(store: SqliteStorage) -> None:
+async def test_refusal_writes_nothing(store: Store) -> None:
     with pytest.raises(BudgetExceeded) as refused:
         await reserve(store, price=POLICY.member_allowance + 1)
     assert refused.value.scope == "member"
@@ -256,7 +308,20 @@ async def test_refusal_writes_nothing(store: SqliteStorage) -> None:
     assert await store.unfinished_jobs() == []
 
 
-async def test_in_flight_limit_is_per_member(store: SqliteStorage) -> None:
+async def test_a_short_server_budget_is_reported_as_it_was(store: Store) -> None:
+    """The member could pay but the server can't: the refusal names the server, with balances
+    untouched by the refused attempt."""
+    await store.set_allowance(GUILD, SERVER_SCOPE_MEMBER_ID, 100_000, actor_id=1)
+    await store.set_allowance(GUILD, MEMBER, 150_000, actor_id=1)
+    with pytest.raises(BudgetExceeded) as refused:
+        await reserve(store, price=125_000)
+    assert refused.value.scope == "server"
+    assert (refused.value.balance.available, refused.value.balance.held) == (100_000, 0)
+    assert (await store.member_balance(GUILD, MEMBER)).held == 0
+    assert await store.audit() == []
+
+
+async def test_in_flight_limit_is_per_member(store: Store) -> None:
     first = await reserve(store, max_in_flight=2)
     second = await reserve(store, max_in_flight=2)
     await move(store, first.id, JobState.SUBMITTING)
@@ -272,9 +337,7 @@ async def test_in_flight_limit_is_per_member(store: SqliteStorage) -> None:
 
 
 @pytest.mark.parametrize("state", list(JobState), ids=str)
-async def test_in_flight_limit_counts_the_states_in_progress(
-    store: SqliteStorage, state: JobState
-) -> None:
+async def test_in_flight_limit_counts_the_states_in_progress(store: Store, state: JobState) -> None:
     await job_in(store, state)
     if state in IN_PROGRESS:
         with pytest.raises(TooManyJobs):
@@ -283,7 +346,7 @@ async def test_in_flight_limit_counts_the_states_in_progress(
         assert (await reserve(store, max_in_flight=1)).state is JobState.RESERVED
 
 
-async def test_cancelled_calls_leave_no_half_transactions(store: SqliteStorage) -> None:
+async def test_cancelled_calls_leave_no_half_transactions(store: Store) -> None:
     """Cancel reserve() at every possible await: each job comes with its reserve row or not at
     all, and the connection is never left inside a transaction."""
     await store.set_allowance(GUILD, MEMBER, PLENTY, actor_id=1)
@@ -301,14 +364,15 @@ async def test_cancelled_calls_leave_no_half_transactions(store: SqliteStorage) 
     assert (await store.member_balance(GUILD, MEMBER)).held == len(jobs) * PRICE
 
 
-async def test_cancelled_moves_keep_state_and_ledger_together(store: SqliteStorage) -> None:
+async def test_cancelled_moves_keep_state_and_ledger_together(store: Store) -> None:
     """Cancel a delivery at every possible await: a job is delivered exactly when its charge row
     exists, and the store keeps working."""
     await plenty(store)
     jobs = []
-    # a move takes tens to hundreds of event-loop turns (its statements run on aiosqlite's
-    # thread), so the cancellations are spread over that range
-    for steps in range(0, 600, 15):
+    # a move takes a few event-loop turns (SQLite: one hop to the store's thread) to a few dozen
+    # (PostgreSQL: a round trip per statement), so the cancellations are spread past that:
+    # before, during and after it
+    for steps in range(0, 60, 2):
         job = await job_in(store, JobState.POSTING)
         jobs.append(job.id)
         task = asyncio.create_task(store.advance(job.id, JobState.DELIVERED))
@@ -333,7 +397,7 @@ def test_every_state_is_reachable_and_the_moves_partition() -> None:
 
 @pytest.mark.parametrize(("source", "target"), ALLOWED, ids=move_id)
 async def test_every_allowed_move_succeeds(
-    store: SqliteStorage, source: JobState, target: JobState
+    store: Store, source: JobState, target: JobState
 ) -> None:
     job = await job_in(store, source)
     kinds = await job_kinds(store, job.id)
@@ -346,7 +410,7 @@ async def test_every_allowed_move_succeeds(
 
 @pytest.mark.parametrize(("source", "target"), REFUSED, ids=move_id)
 async def test_every_disallowed_move_is_refused_and_changes_nothing(
-    store: SqliteStorage, source: JobState, target: JobState
+    store: Store, source: JobState, target: JobState
 ) -> None:
     job = await job_in(store, source)
     ledger = await store.ledger(GUILD)
@@ -361,7 +425,7 @@ async def test_every_disallowed_move_is_refused_and_changes_nothing(
     assert await store.ledger(GUILD) == ledger
 
 
-async def test_delivering_writes_one_charge(store: SqliteStorage) -> None:
+async def test_delivering_writes_one_charge(store: Store) -> None:
     job = await job_in(store, JobState.DELIVERED)
     rows = [row for row in await store.ledger(GUILD) if row.job_id == job.id]
     assert [(row.kind, row.amount_micro, row.period_key) for row in rows] == [
@@ -374,7 +438,7 @@ async def test_delivering_writes_one_charge(store: SqliteStorage) -> None:
     assert balance.available == POLICY.member_allowance - PRICE
 
 
-async def test_failing_writes_one_refund_and_closing_none(store: SqliteStorage) -> None:
+async def test_failing_writes_one_refund_and_closing_none(store: Store) -> None:
     before = await store.member_balance(GUILD, MEMBER)
     server_before = await store.server_balance(GUILD)
     job = await reserve(store, price=187_500)
@@ -403,7 +467,7 @@ async def test_failing_writes_one_refund_and_closing_none(store: SqliteStorage) 
     assert (closed.error_code, closed.error_message) == (422, "bad image")
 
 
-async def test_an_uncertain_submit_stays_held_until_it_is_decided(store: SqliteStorage) -> None:
+async def test_an_uncertain_submit_stays_held_until_it_is_decided(store: Store) -> None:
     job = await job_in(store, JobState.UNCERTAIN)
     assert (job.hold_until, job.settlement) == (HOLD_UNTIL, None)
     assert (await store.member_balance(GUILD, MEMBER)).held == PRICE
@@ -415,34 +479,32 @@ async def test_an_uncertain_submit_stays_held_until_it_is_decided(store: SqliteS
     assert (await store.member_balance(GUILD, MEMBER)).held == 0
 
 
-async def test_uncertain_requires_a_hold_deadline(store: SqliteStorage) -> None:
+async def test_uncertain_requires_a_hold_deadline(store: Store) -> None:
     job = await job_in(store, JobState.SUBMITTING)
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+    with pytest.raises(INTEGRITY_ERRORS, match=CHECK_FAILED):
         await store.advance(job.id, JobState.UNCERTAIN)
     assert await store.get_job(job.id) == job
 
 
 async def test_failing_requires_a_failure_kind_and_then_writes_no_refund(
-    store: SqliteStorage,
+    store: Store,
 ) -> None:
     job = await job_in(store, JobState.SUBMITTED)
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+    with pytest.raises(INTEGRITY_ERRORS, match=CHECK_FAILED):
         await store.advance(job.id, JobState.FAILED, error_message="no kind")
     assert await store.get_job(job.id) == job
     assert await job_kinds(store, job.id) == ["reserve"]  # the refund was rolled back with it
 
 
-async def test_only_an_ended_job_has_a_failure_kind(store: SqliteStorage) -> None:
+async def test_only_an_ended_job_has_a_failure_kind(store: Store) -> None:
     job = await reserve(store)
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+    with pytest.raises(INTEGRITY_ERRORS, match=CHECK_FAILED):
         await store.advance(job.id, JobState.SUBMITTING, failure_kind=FailureKind.BAD_INPUT)
     assert await store.get_job(job.id) == job
 
 
 @pytest.mark.parametrize("kind", list(FailureKind), ids=str)
-async def test_failure_kind_is_stored_and_read_back(
-    store: SqliteStorage, kind: FailureKind
-) -> None:
+async def test_failure_kind_is_stored_and_read_back(store: Store, kind: FailureKind) -> None:
     job = await job_in(store, JobState.SUBMITTED)
     failed = await store.advance(job.id, JobState.FAILED, failure_kind=kind)
     assert failed.failure_kind is kind
@@ -451,7 +513,7 @@ async def test_failure_kind_is_stored_and_read_back(
     assert (await store.get_job(job.id)) == closed
 
 
-async def test_reposting_counts_post_attempts(store: SqliteStorage) -> None:
+async def test_reposting_counts_post_attempts(store: Store) -> None:
     job = await job_in(store, JobState.READY)
     assert job.post_attempts == 0
     attempts = [(await store.advance(job.id, JobState.POSTING)).post_attempts for _ in range(3)]
@@ -461,11 +523,11 @@ async def test_reposting_counts_post_attempts(store: SqliteStorage) -> None:
     assert await job_kinds(store, job.id) == ["reserve", "charge"]  # re-posting charges nothing
 
 
-async def test_a_prediction_belongs_to_one_job(store: SqliteStorage) -> None:
+async def test_a_prediction_belongs_to_one_job(store: Store) -> None:
     first = await job_in(store, JobState.SUBMITTING)
     second = await job_in(store, JobState.UNCERTAIN)
     await store.advance(first.id, JobState.SUBMITTED, prediction_id="pred-x")
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+    with pytest.raises(INTEGRITY_ERRORS, match=NOT_UNIQUE):
         await store.advance(second.id, JobState.SUBMITTED, prediction_id="pred-x")
     assert await store.get_job(second.id) == second
     assert await store.known_predictions(["pred-x", "pred-y"]) == {"pred-x"}
@@ -474,7 +536,7 @@ async def test_a_prediction_belongs_to_one_job(store: SqliteStorage) -> None:
     assert adopted.prediction_id == "pred-y"
 
 
-async def test_a_move_sets_only_the_columns_it_may(store: SqliteStorage) -> None:
+async def test_a_move_sets_only_the_columns_it_may(store: Store) -> None:
     job = await reserve(store)
     for column in ("price_micro", "state", "post_attempts", "submitted_at", "nonsense"):
         with pytest.raises(ValueError, match=column):
@@ -482,7 +544,7 @@ async def test_a_move_sets_only_the_columns_it_may(store: SqliteStorage) -> None
     assert await store.get_job(job.id) == job
 
 
-async def test_unknown_job(store: SqliteStorage) -> None:
+async def test_unknown_job(store: Store) -> None:
     assert await store.get_job(999) is None
     with pytest.raises(LookupError):
         await store.advance(999, JobState.SUBMITTING)
@@ -490,7 +552,7 @@ async def test_unknown_job(store: SqliteStorage) -> None:
 
 # --- periods, allowances, grants ---------------------------------------------------------------
 async def test_settling_after_the_boundary_counts_in_the_reserve_period(
-    store: SqliteStorage, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     clock.now = datetime(2026, 11, 25, 23, 30, tzinfo=UTC)
     refunded = await reserve(store)
@@ -518,7 +580,7 @@ async def test_settling_after_the_boundary_counts_in_the_reserve_period(
     assert fresh.resets_at == datetime(2026, 11, 27, tzinfo=UTC)
 
 
-async def test_allowance_latest_wins_forever(store: SqliteStorage, clock: Clock) -> None:
+async def test_allowance_latest_wins_forever(store: Store, clock: Clock) -> None:
     await store.set_allowance(GUILD, MEMBER, 500_000, actor_id=1)
     await store.set_allowance(GUILD, MEMBER, 2_000_000, actor_id=2)
     assert (await store.member_balance(GUILD, MEMBER)).allowance == 2_000_000
@@ -540,7 +602,7 @@ async def test_allowance_latest_wins_forever(store: SqliteStorage, clock: Clock)
     ]
 
 
-async def test_server_allowance_caps_every_member(store: SqliteStorage) -> None:
+async def test_server_allowance_caps_every_member(store: Store) -> None:
     await store.set_allowance(GUILD, SERVER_SCOPE_MEMBER_ID, 2 * PRICE, actor_id=1)
     await reserve(store, member_id=MEMBER)
     await reserve(store, member_id=OTHER)
@@ -552,7 +614,7 @@ async def test_server_allowance_caps_every_member(store: SqliteStorage) -> None:
     assert (server.allowance, server.held, server.available) == (2 * PRICE, 2 * PRICE, 0)
 
 
-async def test_grants(store: SqliteStorage, clock: Clock) -> None:
+async def test_grants(store: Store, clock: Clock) -> None:
     await store.grant(GUILD, MEMBER, 300_000, actor_id=42, note="birthday")
     await store.grant(GUILD, MEMBER, -100_000, actor_id=42, note=None)
     member = await store.member_balance(GUILD, MEMBER)
@@ -575,7 +637,7 @@ async def test_grants(store: SqliteStorage, clock: Clock) -> None:
     assert (await store.server_balance(GUILD)).granted == 0
 
 
-async def test_server_grant_lifts_the_cap(store: SqliteStorage) -> None:
+async def test_server_grant_lifts_the_cap(store: Store) -> None:
     await store.set_allowance(GUILD, SERVER_SCOPE_MEMBER_ID, PRICE - 1, actor_id=1)
     with pytest.raises(BudgetExceeded):
         await reserve(store)
@@ -584,7 +646,7 @@ async def test_server_grant_lifts_the_cap(store: SqliteStorage) -> None:
     assert (await store.server_balance(GUILD)).available == 0
 
 
-async def test_invalid_amounts_write_nothing(store: SqliteStorage) -> None:
+async def test_invalid_amounts_write_nothing(store: Store) -> None:
     with pytest.raises(TypeError):
         await store.reserve(owner(), "{}", 0.125, 5)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
@@ -596,7 +658,13 @@ async def test_invalid_amounts_write_nothing(store: SqliteStorage) -> None:
     assert await store.ledger(GUILD) == []
 
 
-async def test_usage_and_ledger(store: SqliteStorage, clock: Clock) -> None:
+async def test_the_server_budget_is_not_a_member(store: Store) -> None:
+    with pytest.raises(ValueError, match="server"):
+        await reserve(store, member_id=SERVER_SCOPE_MEMBER_ID)
+    assert await store.ledger(GUILD) == []
+
+
+async def test_usage_and_ledger(store: Store, clock: Clock) -> None:
     for price in (PRICE, 250_000):
         await walk(store, await reserve(store, member_id=MEMBER, price=price), JobState.DELIVERED)
     await job_in(store, JobState.FAILED, member_id=MEMBER)
@@ -624,7 +692,7 @@ async def test_usage_and_ledger(store: SqliteStorage, clock: Clock) -> None:
 
 
 # --- jobs -------------------------------------------------------------------------------------
-async def test_a_delivered_job_round_trips_every_field(store: SqliteStorage, clock: Clock) -> None:
+async def test_a_delivered_job_round_trips_every_field(store: Store, clock: Clock) -> None:
     """The long way (an unanswered submit, adopted; a post retried), each move stamped with the
     store's clock."""
     job = await reserve(store)
@@ -689,7 +757,7 @@ async def test_a_delivered_job_round_trips_every_field(store: SqliteStorage, clo
 
 
 async def test_a_failed_job_is_stamped_when_settled_and_when_told(
-    store: SqliteStorage, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     job = await job_in(store, JobState.SUBMITTED)
     clock.advance(seconds=10)
@@ -708,7 +776,7 @@ async def test_a_failed_job_is_stamped_when_settled_and_when_told(
     )
 
 
-async def test_unfinished_and_recent_jobs(store: SqliteStorage) -> None:
+async def test_unfinished_and_recent_jobs(store: Store) -> None:
     await plenty(store)
     jobs = {state: await job_in(store, state) for state in JobState}
     unfinished = await store.unfinished_jobs()
@@ -723,8 +791,24 @@ async def test_unfinished_and_recent_jobs(store: SqliteStorage) -> None:
     assert await store.recent_jobs(GUILD, OTHER) == []
 
 
+async def test_discord_ids_beyond_32_bits_round_trip(store: Store) -> None:
+    """Discord ids (snowflakes) need 64 bits: every column that holds one keeps it whole."""
+    big = JobOwner(guild_id=2**62 + 1, channel_id=2**62 + 2, member_id=2**62 + 3)
+    await store.grant(big.guild_id, big.member_id, PRICE, actor_id=2**62 + 4, note=None)
+    job = await walk(store, await store.reserve(big, "{}", PRICE, 5), JobState.POSTING)
+    delivered = await store.advance(
+        job.id, JobState.DELIVERED, result_channel_id=2**62 + 5, result_message_id=2**62 + 6
+    )
+    assert delivered.owner == big
+    assert await store.get_job(job.id) == delivered
+    assert [row.actor_id for row in await store.ledger(big.guild_id)] == [2**62 + 4, None, None]
+    assert (await store.member_balance(big.guild_id, big.member_id)).spent == PRICE
+    await store.set_guild_setting(big.guild_id, "log_channel", "1")
+    assert await store.get_guild_setting(big.guild_id, "log_channel") == "1"
+
+
 # --- settings -----------------------------------------------------------------------------------
-async def test_guild_settings(store: SqliteStorage) -> None:
+async def test_guild_settings(store: Store) -> None:
     assert await store.get_guild_setting(GUILD, "log_channel") is None
     await store.set_guild_setting(GUILD, "log_channel", "123")
     await store.set_guild_setting(GUILD, "log_channel", "456")
@@ -736,7 +820,7 @@ async def test_guild_settings(store: SqliteStorage) -> None:
     assert await store.get_guild_setting(GUILD + 1, "log_channel") == "789"
 
 
-async def test_bot_settings_round_trip_apart_from_guild_settings(store: SqliteStorage) -> None:
+async def test_bot_settings_round_trip_apart_from_guild_settings(store: Store) -> None:
     assert await store.get_bot_setting("digest") is None
     await store.set_bot_setting("digest", "abc")
     await store.set_bot_setting("digest", "def")
@@ -751,7 +835,65 @@ async def test_bot_settings_round_trip_apart_from_guild_settings(store: SqliteSt
     assert await store.get_guild_setting(0, "digest") == "guild"
 
 
-# --- schema, migrations, database-level safety nets ---------------------------------------------
+# --- the database's own safety nets ------------------------------------------------------------
+def ledger_insert(kind: str, amount: object, job_id: int | None) -> str:
+    """A ledger row written by hand, in SQL both databases read alike ('now' is a timestamp to
+    PostgreSQL, and text to SQLite)."""
+    job = "NULL" if job_id is None else job_id
+    return (
+        "INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, job_id, "
+        f"created_at) VALUES (1, 1, '{kind}', {amount}, 'p', {job}, 'now')"
+    )
+
+
+async def test_database_refuses_bad_ledger_rows(store: Store, database_url: str) -> None:
+    job = await job_in(store, JobState.DELIVERED)
+    statements = [
+        ledger_insert("refund", PRICE, job.id),  # a second settlement
+        ledger_insert("reserve", PRICE, job.id),  # a second reservation
+        ledger_insert("reserve", -1, None),  # negative
+        ledger_insert("bonus", 1, None),  # unknown kind
+        ledger_insert("grant", 1, job.id),  # a grant tied to a job
+        ledger_insert("reserve", 1, 999_999),  # no such job
+        "UPDATE ledger SET amount_micro = 0",
+        "DELETE FROM ledger",
+        "DELETE FROM jobs",  # the ledger still points at them
+        "UPDATE balances SET held = -1",
+    ]
+    if not is_postgres_url(database_url):
+        # a STRICT table refuses a float; PostgreSQL's BIGINT has a type of its own
+        statements.append(ledger_insert("grant", 0.5, None))
+    for statement in statements:
+        with pytest.raises(INTEGRITY_ERRORS):
+            await execute_raw(database_url, statement)
+    assert [row.kind for row in await store.ledger(GUILD)] == ["reserve", "charge"]
+    assert await store.audit() == []
+
+
+async def test_database_refuses_a_state_it_does_not_know(store: Store, database_url: str) -> None:
+    job = await reserve(store)
+    for statement in [
+        "UPDATE jobs SET state = 'completed'",  # a version-2 status
+        "UPDATE jobs SET post_attempts = -1",
+    ]:
+        with pytest.raises(INTEGRITY_ERRORS, match=CHECK_FAILED):
+            await execute_raw(database_url, statement)
+    assert await store.get_job(job.id) == job
+
+
+async def test_audit_names_a_total_that_drifted_from_the_ledger(
+    store: Store, database_url: str
+) -> None:
+    await reserve(store)
+    assert await store.audit() == []
+    await execute_raw(
+        database_url, f"UPDATE balances SET held = held + 1 WHERE member_id = {MEMBER}"
+    )
+    [line] = await store.audit()
+    assert f"member {MEMBER}" in line and "ledger says" in line
+
+
+# --- SQLite: schema, migrations -----------------------------------------------------------------
 async def test_migrations_apply_once(db_path: str, clock: Clock) -> None:
     latest = len(load_migrations())
     assert [migration.version for migration in load_migrations()] == list(range(1, latest + 1))
@@ -1027,43 +1169,7 @@ async def test_newer_schema_is_refused(db_path: str) -> None:
         await open_storage(db_path, POLICY)
 
 
-async def test_database_refuses_bad_ledger_rows(store: SqliteStorage, db_path: str) -> None:
-    job = await job_in(store, JobState.DELIVERED)
-    insert = (
-        "INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, job_id, "
-        "created_at) VALUES (1, 1, ?, ?, 'p', ?, 'now')"
-    )
-    with raw(db_path) as db:
-        for statement, params in [
-            (insert, ("refund", PRICE, job.id)),  # a second settlement
-            (insert, ("reserve", PRICE, job.id)),  # a second reservation
-            (insert, ("reserve", -1, None)),  # negative
-            (insert, ("bonus", 1, None)),  # unknown kind
-            (insert, ("grant", 1, job.id)),  # a grant tied to a job
-            (insert, ("charge", 0.5, job.id)),  # not an integer
-            ("UPDATE ledger SET amount_micro = 0", ()),
-            ("DELETE FROM ledger", ()),
-        ]:
-            with pytest.raises(sqlite3.IntegrityError):
-                db.execute(statement, params)
-    assert [row.kind for row in await store.ledger(GUILD)] == ["reserve", "charge"]
-
-
-async def test_database_refuses_a_state_it_does_not_know(
-    store: SqliteStorage, db_path: str
-) -> None:
-    job = await reserve(store)
-    with raw(db_path) as db:
-        for statement in [
-            "UPDATE jobs SET state = 'completed'",  # a version-2 status
-            "UPDATE jobs SET post_attempts = -1",
-        ]:
-            with pytest.raises(sqlite3.IntegrityError):
-                db.execute(statement)
-    assert await store.get_job(job.id) == job
-
-
-# --- open_storage -----------------------------------------------------------------------------
+# --- database URLs and open_storage -------------------------------------------------------------
 @pytest.mark.parametrize(
     ("url", "path"),
     [
@@ -1086,6 +1192,35 @@ def test_database_path_refuses(url: str) -> None:
         database_path(url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///data/wanbot.db",
+        "data/wanbot.db",
+        "postgresql://db/wanbot",
+        "postgres://wanbot:pw@db.example:6543/wanbot?sslmode=require&search_path=bot",
+        "postgresql:///wanbot",
+    ],
+)
+def test_check_database_url_accepts_sqlite_and_postgresql(url: str) -> None:
+    check_database_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://wanbot:{SECRET}@db:port/wanbot",
+        f"postgres://wanbot:{SECRET}@db/wanbot?{SECRET}",
+        f"mysql://wanbot:{SECRET}@db/wanbot",
+        "sqlite:///",
+    ],
+)
+def test_check_database_url_refuses_without_repeating_the_url(url: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        check_database_url(url)
+    assert SECRET not in str(refused.value)
+
+
 async def test_open_storage_creates_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1100,3 +1235,122 @@ async def test_open_storage_creates_folders(
         await store.close()
     assert (tmp_path / "rel/dir/a.db").is_file()
     assert (tmp_path / "abs/dir/b.db").is_file()
+
+
+# --- PostgreSQL: migrations and connection errors -----------------------------------------------
+PG_MIGRATIONS = load_sql_migrations(MIGRATIONS_FOLDER)
+
+
+async def pg_schema_version(url: str) -> int:
+    [(version,)] = await fetch_postgres(url, "SELECT version FROM schema_version")
+    return version
+
+
+async def pg_names(url: str, catalog_query: str) -> set[str]:
+    return {row[0] for row in await fetch_postgres(url, catalog_query)}
+
+
+@pytest.mark.postgres
+async def test_postgres_migrations_apply_once(fresh_postgres_url: str, clock: Clock) -> None:
+    url = fresh_postgres_url
+    assert [migration.version for migration in PG_MIGRATIONS] == list(
+        range(1, len(PG_MIGRATIONS) + 1)
+    )
+    first = await open_storage(url, POLICY, clock=clock)
+    await reserve(first)
+    await first.close()
+    second = await open_storage(url, POLICY, clock=clock)  # re-open: nothing re-applied
+    assert len(await second.ledger(GUILD)) == 1
+    await second.close()
+
+    assert await pg_schema_version(url) == len(PG_MIGRATIONS)
+    relations = await pg_names(
+        url,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()",
+    )
+    assert relations == {
+        "jobs",
+        "ledger",
+        "balances",
+        "guild_settings",
+        "bot_settings",
+        "schema_version",
+        "job_records",
+        "balances_from_ledger",
+    }
+    indexes = await pg_names(
+        url, "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+    )
+    assert {"jobs_by_prediction", "ledger_one_reserve", "ledger_one_settlement"} <= indexes
+    triggers = await pg_names(
+        url,
+        "SELECT tgname FROM pg_trigger JOIN pg_class ON pg_class.oid = tgrelid "
+        "WHERE relnamespace = current_schema()::regnamespace AND NOT tgisinternal",
+    )
+    assert triggers == {"ledger_no_update", "ledger_no_delete"}
+
+
+@pytest.mark.postgres
+async def test_postgres_fresh_database_opened_by_many_at_once(
+    fresh_postgres_url: str, clock: Clock
+) -> None:
+    """Four pools migrate one empty schema at once: the advisory lock lets each migration run
+    exactly once (a second run would fail on its CREATE TABLE)."""
+    stores = await asyncio.gather(
+        *(open_storage(fresh_postgres_url, POLICY, clock=clock) for _ in range(4))
+    )
+    for store in stores:
+        assert await store.unfinished_jobs() == []
+        await store.close()
+    assert await pg_schema_version(fresh_postgres_url) == len(PG_MIGRATIONS)
+
+
+@pytest.mark.postgres
+async def test_postgres_newer_schema_is_refused(fresh_postgres_url: str) -> None:
+    await (await open_storage(fresh_postgres_url, POLICY)).close()
+    await execute_raw(fresh_postgres_url, "UPDATE schema_version SET version = 99")
+    with pytest.raises(RuntimeError, match="newer"):
+        await open_storage(fresh_postgres_url, POLICY)
+
+
+def shown(error: BaseException) -> str:
+    """Everything a log line could show of an error: its message, repr and whole traceback."""
+    return f"{error} {error!r} {''.join(traceback.format_exception(error))}"
+
+
+async def test_postgres_unreachable_server_error_hides_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"postgresql://wanbot:{SECRET}@127.0.0.1:1/wanbot"  # nothing listens on port 1
+    with caplog.at_level(logging.DEBUG), pytest.raises(ConnectionError) as refused:
+        await open_storage(url, POLICY)
+    assert "127.0.0.1:1/wanbot" in str(refused.value)
+    assert SECRET not in shown(refused.value)
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.postgres
+async def test_postgres_server_errors_and_repr_hide_the_password(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The test server trusts any password; a missing database is refused by the server."""
+    parts = urlsplit(postgres_url)
+    netloc = f"{parts.username}:{SECRET}@{parts.hostname}:{parts.port}"
+    with_password = parts._replace(netloc=netloc)
+    async with await open_storage(urlunsplit(with_password), POLICY) as store:
+        assert SECRET not in f"{store} {store!r}"
+    absent = urlunsplit(with_password._replace(path="/wanbot_no_such_database"))
+    with caplog.at_level(logging.DEBUG), pytest.raises(ConnectionError) as refused:
+        await open_storage(absent, POLICY)
+    assert "wanbot_no_such_database" in str(refused.value)
+    assert SECRET not in shown(refused.value)
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("password", [SECRET, "p%40ss%3Aword"], ids=["plain", "percent-encoded"])
+def test_postgres_target_blots_out_the_password(password: str) -> None:
+    target = PostgresTarget.parse(f"postgres://me:{password}@db.example:6543/wanbot")
+    assert str(target) == "db.example:6543/wanbot"
+    assert password not in repr(target)
+    decoded = unquote(password)
+    assert target.redact(f"{password} or {decoded}") == "*** or ***"

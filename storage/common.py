@@ -1,0 +1,151 @@
+"""What every store shares: the columns a move may set and the stamps it gets, the checks on
+money amounts, numbered SQL migration files, and rows turned into JobRecord / LedgerEntry.
+
+Pure: no I/O beyond reading the packaged migration files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from bot.domain.budget import SERVER_SCOPE_MEMBER_ID
+from bot.domain.job import JobRecord, LedgerEntry
+from bot.domain.lifecycle import IN_PROGRESS, FailureKind, JobState, Settlement
+
+# A job's columns, in JobRecord's order; `settlement` comes from the ledger, not the jobs table.
+JOB_COLUMNS = tuple(field.name for field in fields(JobRecord) if field.name != "settlement")
+LEDGER_COLUMNS = tuple(field.name for field in fields(LedgerEntry))
+JOB_DATETIMES = (
+    "created_at",
+    "submit_started_at",
+    "submit_ended_at",
+    "hold_until",
+    "submitted_at",
+    "finished_at",
+    "delivered_at",
+)
+# The states counted against a member's in-progress limit, as stored.
+IN_PROGRESS_VALUES = tuple(sorted(state.value for state in IN_PROGRESS))
+# What a move may set besides the state; the stamps are the store's own (its clock).
+MOVABLE_COLUMNS = frozenset(
+    {
+        "request_json",
+        "failure_kind",
+        "prediction_id",
+        "wavespeed_status",
+        "output_url",
+        "has_nsfw",
+        "inference_ms",
+        "error_code",
+        "error_message",
+        "result_channel_id",
+        "result_message_id",
+        "hold_until",
+    }
+)
+# The moment each state is reached is stamped into these columns. Entering `delivered` both
+# settles the job (finished_at) and shows the member its outcome (delivered_at).
+STAMPS_ON_ENTERING: dict[JobState, tuple[str, ...]] = {
+    JobState.SUBMITTING: ("submit_started_at",),
+    JobState.UNCERTAIN: ("submit_ended_at",),
+    JobState.SUBMITTED: ("submitted_at",),
+    JobState.DELIVERED: ("finished_at", "delivered_at"),
+    JobState.FAILED: ("finished_at",),
+    JobState.CLOSED: ("delivered_at",),
+}
+
+_MIGRATION_FILE = re.compile(r"(\d+)_\w+\.sql")
+
+
+def require_micro(value: int, what: str, *, minimum: int | None = None) -> None:
+    """Refuse anything but an integer number of micro-dollars (at least `minimum`)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an integer number of micro-dollars, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{what} must be at least {minimum} micro-dollars, not {value}")
+
+
+def require_scope(member_id: int) -> None:
+    """A budget is a member's (a Discord id) or the server's (SERVER_SCOPE_MEMBER_ID)."""
+    if member_id < SERVER_SCOPE_MEMBER_ID:
+        raise ValueError(f"member_id must be ≥ 0, not {member_id}")
+
+
+def require_member(member_id: int) -> None:
+    """A job belongs to a member: member_id 0 names the server's own budget (its balance row
+    would be held twice, once as the member's and once as the server's)."""
+    if member_id == SERVER_SCOPE_MEMBER_ID:
+        raise ValueError("member_id 0 is the server's own budget, not a member")
+
+
+def move_columns(to: JobState, changes: Mapping[str, object], now: datetime) -> dict[str, object]:
+    """The columns a move into `to` writes: the state, the caller's `changes` (only those a move
+    may set, else ValueError) and the stamps of entering `to`."""
+    unknown = set(changes) - MOVABLE_COLUMNS
+    if unknown:
+        raise ValueError(f"not a column a move may set: {', '.join(sorted(unknown))}")
+    stamps = dict.fromkeys(STAMPS_ON_ENTERING.get(to, ()), now)
+    return {"state": to.value, **changes, **stamps}
+
+
+def job_record(values: Mapping[str, Any]) -> JobRecord:
+    """A JobRecord from a row of job columns plus `settlement`. Datetimes may be stored as
+    ISO-8601 text (SQLite) or come back as datetimes (PostgreSQL)."""
+    record = dict(values)
+    record["state"] = JobState(record["state"])
+    if record["failure_kind"] is not None:
+        record["failure_kind"] = FailureKind(record["failure_kind"])
+    if record["settlement"] is not None:
+        record["settlement"] = Settlement(record["settlement"])
+    record["has_nsfw"] = bool(record["has_nsfw"])
+    for name in JOB_DATETIMES:
+        if isinstance(record[name], str):
+            record[name] = datetime.fromisoformat(record[name])
+    return JobRecord(**record)
+
+
+def ledger_entry(values: Mapping[str, Any]) -> LedgerEntry:
+    """A LedgerEntry from a ledger row (created_at as ISO-8601 text or a datetime)."""
+    record = dict(values)
+    if isinstance(record["created_at"], str):
+        record["created_at"] = datetime.fromisoformat(record["created_at"])
+    return LedgerEntry(**record)
+
+
+def audit_line(row: Mapping[str, Any]) -> str:
+    """One difference an audit found between a stored balance (granted, spent, held) and what
+    the ledger adds up to (ledger_granted, ledger_spent, ledger_held), for a person to read."""
+    member_id = row["member_id"]
+    whose = "the server" if member_id == SERVER_SCOPE_MEMBER_ID else f"member {member_id}"
+    return (
+        f"guild {row['guild_id']}, {whose}, {row['period_key']}: "
+        f"stored granted/spent/held {row['granted']}/{row['spent']}/{row['held']}, "
+        f"ledger says {row['ledger_granted']}/{row['ledger_spent']}/{row['ledger_held']}"
+    )
+
+
+@dataclass(frozen=True)
+class SqlMigration:
+    """One numbered migration file: `NNN_name.sql`."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_sql_migrations(folder: str) -> list[SqlMigration]:
+    """The migrations packaged in `storage/<folder>`, ordered; versions must be 1, 2, 3, …"""
+    migrations = []
+    for entry in (resources.files("storage") / folder).iterdir():
+        if match := _MIGRATION_FILE.fullmatch(entry.name):
+            migrations.append(SqlMigration(int(match[1]), entry.name, entry.read_text("utf-8")))
+    migrations.sort(key=lambda migration: migration.version)
+    versions = [migration.version for migration in migrations]
+    if versions != list(range(1, len(migrations) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1, 2, 3, … without gaps: {versions}")
+    return migrations

@@ -1,0 +1,628 @@
+"""PostgresStorage: the Storage protocol on PostgreSQL, with asyncpg.
+
+A pool of connections; every write is one transaction at READ COMMITTED. Money is checked and
+moved on running totals (the `balances` table: granted, spent and held per server, member and
+period, the server's row counting every member's money) in the same transaction as the ledger
+row that records it and the job change that causes it.
+
+Concurrency without a global lock: a reservation takes its money with one conditional UPDATE
+per budget (`… SET held = held + price WHERE allowance + granted - spent - held >= price`).
+PostgreSQL re-checks that predicate on the newest row after waiting for a concurrent updater's
+lock, so two reservations can never both take the last of a budget. Every transaction locks
+balances rows in one order (the server's, then the member's), and a job's row before either, so
+they queue instead of deadlocking.
+
+The URL is libpq-style (`postgresql://user:password@host:port/database`); query parameters
+asyncpg does not know are sent as server settings, so `?search_path=wanbot` keeps wanbot's tables
+in schema `wanbot`. The password never appears in a log line, an error or a repr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from bot.domain.budget import (
+    SERVER_SCOPE_MEMBER_ID,
+    Balance,
+    BudgetExceeded,
+    BudgetPolicy,
+    TooManyJobs,
+    period_key,
+    period_resets_at,
+)
+from bot.domain.job import JobOwner, JobRecord, LedgerEntry, MemberUsage
+from bot.domain.lifecycle import (
+    IllegalTransition,
+    JobState,
+    Settlement,
+    can_move,
+    settlement_on_entering,
+)
+from storage.common import (
+    IN_PROGRESS_VALUES,
+    JOB_COLUMNS,
+    LEDGER_COLUMNS,
+    audit_line,
+    job_record,
+    ledger_entry,
+    load_sql_migrations,
+    move_columns,
+    require_member,
+    require_micro,
+    require_scope,
+)
+
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
+MIGRATIONS_FOLDER = "pg_migrations"
+MAX_CONNECTIONS = 10
+
+Connection = PoolConnectionProxy
+
+# One key for every process migrating this database ("wanbot" in ASCII).
+_MIGRATION_LOCK = 0x77616E626F74
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    only_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
+    version  INTEGER NOT NULL
+);
+INSERT INTO schema_version (version) VALUES (0) ON CONFLICT DO NOTHING;
+"""
+# What a failed connection attempt raises: the network, the server, or asyncpg itself.
+_CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+_JOB_LIST = ", ".join(JOB_COLUMNS)
+_JOB_SELECT = f"SELECT {_JOB_LIST}, settlement FROM job_records"
+
+# The allowance of budget $2 (a member, or 0 for the server) in server $1: its latest `limit`
+# row in any period, else the default $4. Inside the subquery the names are the ledger's.
+_ALLOWANCE = """COALESCE(
+    (SELECT amount_micro FROM ledger
+     WHERE guild_id = $1 AND member_id = $2 AND kind = 'limit'
+     ORDER BY id DESC LIMIT 1),
+    $4)"""
+
+# One budget in period $3; a budget nothing has touched yet has no row, and counts zeros.
+_BALANCE_SQL = f"""
+SELECT {_ALLOWANCE} AS allowance,
+       COALESCE(granted, 0) AS granted, COALESCE(spent, 0) AS spent, COALESCE(held, 0) AS held
+FROM (VALUES (true)) AS one
+LEFT JOIN balances ON guild_id = $1 AND member_id = $2 AND period_key = $3
+"""
+
+# A reservation needs both rows to hold its price: the server's (member 0) and the member's.
+# The VALUES of an INSERT take the target columns' types, so $2 is a BIGINT.
+_ENSURE_BALANCES_SQL = """
+INSERT INTO balances (guild_id, member_id, period_key) VALUES ($1, 0, $3), ($1, $2, $3)
+ON CONFLICT DO NOTHING
+"""
+
+# Hold price $5 on one budget if it can pay: no row comes back when it cannot.
+_HOLD_SQL = f"""
+UPDATE balances SET held = held + $5
+WHERE guild_id = $1 AND member_id = $2 AND period_key = $3
+  AND {_ALLOWANCE} + granted - spent - held >= $5
+RETURNING true
+"""
+
+_IN_FLIGHT_SQL = """
+SELECT count(*) FROM jobs WHERE guild_id = $1 AND member_id = $2 AND state = ANY($3::text[])
+"""
+
+# The job and its reserve row in one statement (the foreign key is checked at its end).
+_INSERT_JOB_SQL = f"""
+WITH job AS (
+    INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro, period_key,
+                      state, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7)
+    RETURNING {_JOB_LIST}
+), reserve AS (
+    INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, job_id, created_at)
+    SELECT guild_id, member_id, 'reserve', price_micro, period_key, id, created_at FROM job
+)
+SELECT {_JOB_LIST}, NULL AS settlement FROM job
+"""
+
+# A settlement takes price $4 off what is held, and adds $5 (the price, or 0) to what is spent.
+_SETTLE_SQL = """
+UPDATE balances SET held = held - $4, spent = spent + $5
+WHERE guild_id = $1 AND member_id = $2 AND period_key = $3
+"""
+
+_GRANT_SQL = """
+INSERT INTO balances (guild_id, member_id, period_key, granted) VALUES ($1, $2, $3, $4)
+ON CONFLICT (guild_id, member_id, period_key)
+DO UPDATE SET granted = balances.granted + excluded.granted
+"""
+
+_APPEND_SQL = """
+INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, job_id, actor_id, note,
+                    created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+
+# A job's reserve and charge rows share its period, so both are counted from the ledger alone.
+_USAGE_SQL = """
+SELECT
+    member_id,
+    COALESCE(SUM(amount_micro) FILTER (WHERE kind = 'charge'), 0)::BIGINT AS spent_micro,
+    COUNT(*) FILTER (WHERE kind = 'reserve') AS jobs
+FROM ledger
+WHERE guild_id = $1 AND period_key = $2 AND kind IN ('reserve', 'charge')
+GROUP BY member_id
+ORDER BY spent_micro DESC, jobs DESC, member_id
+"""
+
+# Every balances row that differs from what the ledger adds up to (one statement: one snapshot).
+_AUDIT_SQL = """
+SELECT guild_id, member_id, period_key,
+       COALESCE(kept.granted, 0) AS granted, COALESCE(kept.spent, 0) AS spent,
+       COALESCE(kept.held, 0) AS held,
+       COALESCE(owed.granted, 0) AS ledger_granted, COALESCE(owed.spent, 0) AS ledger_spent,
+       COALESCE(owed.held, 0) AS ledger_held
+FROM balances AS kept
+FULL JOIN balances_from_ledger AS owed USING (guild_id, member_id, period_key)
+WHERE (COALESCE(kept.granted, 0), COALESCE(kept.spent, 0), COALESCE(kept.held, 0))
+      IS DISTINCT FROM
+      (COALESCE(owed.granted, 0), COALESCE(owed.spent, 0), COALESCE(owed.held, 0))
+ORDER BY guild_id, member_id, period_key
+"""
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """Where a PostgreSQL URL points, safe to show: str() names host, port and database. The
+    secrets it carries are kept only to be blotted out of error messages."""
+
+    host: str
+    port: int
+    database: str
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)
+
+    @classmethod
+    def parse(cls, url: str) -> Self:
+        """Read a postgresql:// or postgres:// URL. A malformed one raises ValueError, whose
+        message never repeats the URL (it may hold a password)."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port or 5432
+            query = dict(parse_qsl(parts.query, strict_parsing=True))
+        except ValueError:  # its message may quote the port or a query field: not repeated
+            raise ValueError("malformed PostgreSQL URL (check the port and the query)") from None
+        if parts.scheme.lower() not in POSTGRES_SCHEMES:
+            raise ValueError("not a PostgreSQL URL: use postgresql://user@host:port/database")
+        secrets = {parts.password, query.get("password"), query.get("sslpassword")}
+        secrets |= {unquote(secret) for secret in secrets if secret}
+        return cls(
+            host=parts.hostname or "default host",
+            port=port,
+            database=unquote(parts.path.lstrip("/")) or "default database",
+            secrets=frozenset(secret for secret in secrets if secret),
+        )
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret of the URL replaced by ***."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}/{self.database}"
+
+
+async def _create_pool(url: str, target: PostgresTarget, max_size: int) -> asyncpg.Pool:
+    """A pool with one connection open, or ConnectionError naming the target (no password).
+    The error is raised outside the handler, so it carries no chained original either."""
+    try:
+        return await asyncpg.create_pool(url, min_size=1, max_size=max_size)
+    except _CONNECT_ERRORS as error:
+        reason = target.redact(f"{type(error).__name__}: {error}")
+    raise ConnectionError(f"cannot connect to PostgreSQL at {target}: {reason}")
+
+
+async def migrate(conn: Connection) -> int:
+    """Apply the pending migrations of storage/pg_migrations, each in its own transaction under
+    an advisory lock (so processes starting together apply each exactly once); return the
+    schema version. A database newer than this code is refused."""
+    migrations = load_sql_migrations(MIGRATIONS_FOLDER)
+    latest = len(migrations)
+    version = -1
+    while version < latest:
+        # READ COMMITTED: the version is read after the lock, so it shows the last holder's work
+        async with conn.transaction(isolation="read_committed"):
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(_VERSION_TABLE)
+            version = await conn.fetchval("SELECT version FROM schema_version")
+            if version > latest:
+                raise RuntimeError(
+                    f"database schema version {version} is newer than this wanbot ({latest})"
+                )
+            if version < latest:
+                migration = migrations[version]  # version N: the first N files are applied
+                await conn.execute(migration.sql)
+                await conn.execute("UPDATE schema_version SET version = $1", migration.version)
+                version = migration.version
+    return latest
+
+
+class PostgresStorage:
+    """The Storage protocol on a PostgreSQL database. Create it with `open()`."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        target: PostgresTarget,
+        policy: BudgetPolicy,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._pool = pool
+        self._target = target
+        self._policy = policy
+        self._clock = clock  # must return aware datetimes
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        policy: BudgetPolicy,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> Self:
+        """Connect a pool and apply pending migrations. Raises ValueError for a malformed URL and
+        ConnectionError when the server cannot be reached; neither repeats the password."""
+        target = PostgresTarget.parse(url)
+        pool = await _create_pool(url, target, max_connections)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, target, policy, clock or (lambda: datetime.now(UTC)))
+
+    async def close(self) -> None:
+        """Close the pool (waiting for connections in use to come back)."""
+        await self._pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage({self._target})"
+
+    # --- plumbing -----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Connection]:
+        """A transaction on a pooled connection: committed on success, rolled back on any
+        exception (a cancelled one too: asyncpg waits out the cancelled statement first).
+        READ COMMITTED whatever the server's default: the conditional holds rely on its re-check
+        of a row another transaction just changed (stricter levels would fail instead)."""
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            yield conn
+
+    def _period(self, now: datetime) -> str:
+        return period_key(now, self._policy.period)
+
+    def _default_allowance(self, scope: int) -> int:
+        """The allowance of a budget with no `limit` row: the server's (scope 0) or a member's."""
+        if scope == SERVER_SCOPE_MEMBER_ID:
+            return self._policy.server_allowance
+        return self._policy.member_allowance
+
+    async def _balance(
+        self, db: Connection | asyncpg.Pool, guild_id: int, scope: int, now: datetime
+    ) -> Balance:
+        """The balance of a member's budget, or of the server's (scope 0), in the period of now."""
+        row = await db.fetchrow(
+            _BALANCE_SQL, guild_id, scope, self._period(now), self._default_allowance(scope)
+        )
+        return Balance(
+            allowance=row["allowance"],
+            granted=row["granted"],
+            spent=row["spent"],
+            held=row["held"],
+            resets_at=period_resets_at(now, self._policy.period),
+        )
+
+    async def _hold(
+        self, conn: Connection, guild_id: int, scope: int, period: str, price_micro: int
+    ) -> bool:
+        """Hold the price on one budget if it can pay it (locking its row); False if not."""
+        held = await conn.fetchval(
+            _HOLD_SQL, guild_id, scope, period, self._default_allowance(scope), price_micro
+        )
+        return held is not None
+
+    async def _refusal(
+        self, conn: Connection, owner: JobOwner, price_micro: int, now: datetime, *, server: bool
+    ) -> BudgetExceeded:
+        """The refusal of a reservation whose hold failed, reported like SQLite does: the
+        member's budget before the server's. `server` says the server's hold succeeded (so the
+        member's failed). Only budgets this transaction left unchanged are read: the member's
+        row is changed by no failed reservation, the server's only when its own hold worked."""
+        member = await self._balance(conn, owner.guild_id, owner.member_id, now)
+        if server or member.available < price_micro:
+            return BudgetExceeded("member", price_micro, member)
+        server_balance = await self._balance(conn, owner.guild_id, SERVER_SCOPE_MEMBER_ID, now)
+        return BudgetExceeded("server", price_micro, server_balance)
+
+    @staticmethod
+    async def _locked_job(conn: Connection, job_id: int) -> JobRecord:
+        """Lock a job's row, then read it. Two statements on purpose: a statement that waited for
+        the lock still reads the ledger as it was when it began, and would miss the settlement
+        a concurrent move just committed; the second statement sees it."""
+        if await conn.fetchval("SELECT true FROM jobs WHERE id = $1 FOR UPDATE", job_id) is None:
+            raise LookupError(f"no job {job_id}")
+        return job_record(await conn.fetchrow(f"{_JOB_SELECT} WHERE id = $1", job_id))
+
+    @staticmethod
+    async def _append(
+        db: Connection | asyncpg.Pool,
+        *,
+        guild_id: int,
+        member_id: int,
+        kind: Literal["charge", "refund", "grant", "limit"],
+        amount_micro: int,
+        period: str,
+        now: datetime,
+        job_id: int | None = None,
+        actor_id: int | None = None,
+        note: str | None = None,
+    ) -> None:
+        await db.execute(
+            _APPEND_SQL,
+            guild_id,
+            member_id,
+            kind,
+            amount_micro,
+            period,
+            job_id,
+            actor_id,
+            note,
+            now,
+        )
+
+    async def _settle(
+        self, conn: Connection, job: JobRecord, settlement: Settlement, now: datetime
+    ) -> None:
+        """Write the job's one charge or refund row, in the period of its reservation, and move
+        its price out of `held` (into `spent` for a charge) on the server's and member's rows."""
+        await self._append(
+            conn,
+            guild_id=job.guild_id,
+            member_id=job.member_id,
+            kind=settlement.value,
+            amount_micro=job.price_micro,
+            period=job.period_key,
+            now=now,
+            job_id=job.id,
+        )
+        spent = job.price_micro if settlement is Settlement.CHARGE else 0
+        for scope in (SERVER_SCOPE_MEMBER_ID, job.member_id):  # the lock order of reserve()
+            status = await conn.execute(
+                _SETTLE_SQL, job.guild_id, scope, job.period_key, job.price_micro, spent
+            )
+            if status != "UPDATE 1":  # its reservation made the row: the totals have drifted
+                raise RuntimeError(f"job {job.id}: no balance to settle for budget {scope}")
+
+    # --- money + jobs -------------------------------------------------------------------------
+    async def reserve(
+        self, owner: JobOwner, request_json: str, price_micro: int, max_in_flight: int
+    ) -> JobRecord:
+        """Check the in-flight limit and the member and server budgets, then write the job and
+        its reserve row, all in one transaction. Raises TooManyJobs / BudgetExceeded, writing
+        nothing."""
+        require_micro(price_micro, "price", minimum=0)
+        require_member(owner.member_id)
+        now = self._clock()
+        period = self._period(now)
+        guild_id, member_id = owner.guild_id, owner.member_id
+        async with self._transaction() as conn:
+            await conn.execute(_ENSURE_BALANCES_SQL, guild_id, member_id, period)
+            server = await self._hold(conn, guild_id, SERVER_SCOPE_MEMBER_ID, period, price_micro)
+            member = server and await self._hold(conn, guild_id, member_id, period, price_micro)
+            # Counted after the server's row is locked: every reservation in this server queues
+            # there, so the count includes the job of any that went before.
+            in_flight = await conn.fetchval(_IN_FLIGHT_SQL, guild_id, member_id, IN_PROGRESS_VALUES)
+            if in_flight >= max_in_flight:
+                raise TooManyJobs(max_in_flight)
+            if not member:
+                raise await self._refusal(conn, owner, price_micro, now, server=server)
+            row = await conn.fetchrow(
+                _INSERT_JOB_SQL,
+                guild_id,
+                owner.channel_id,
+                member_id,
+                request_json,
+                price_micro,
+                period,
+                now,
+            )
+            return job_record(row)
+
+    async def advance(self, job_id: int, to: JobState, **changes: object) -> JobRecord:
+        """Move a job to `to` with `changes`, writing the ledger row the move settles and the
+        balances it moves, in one transaction. Raises IllegalTransition (changing nothing) for a
+        move the lifecycle forbids."""
+        now = self._clock()
+        columns = move_columns(to, changes, now)
+        async with self._transaction() as conn:
+            job = await self._locked_job(conn, job_id)
+            if not can_move(job.state, to):
+                raise IllegalTransition(job_id, job.state, to)
+            if to is JobState.POSTING:
+                columns["post_attempts"] = job.post_attempts + 1
+            # the names are this module's (move_columns refuses others), the values parameters
+            assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
+            row = await conn.fetchrow(
+                f"UPDATE jobs SET {assignments} WHERE id = $1 RETURNING {_JOB_LIST}",
+                job_id,
+                *columns.values(),
+            )
+            settlement = settlement_on_entering(to)
+            # Only a job from before the lifecycle can already be settled (SQLite's version-2
+            # rows); its settlement stands. PostgreSQL never held such a job, but the rule is one.
+            if settlement is not None and job.settlement is None:
+                await self._settle(conn, job, settlement, now)
+            return job_record({**row, "settlement": job.settlement or settlement})
+
+    async def set_wavespeed_status(self, job_id: int, wavespeed_status: str) -> None:
+        """Remember the last status WaveSpeed reported (no state change)."""
+        await self._pool.execute(
+            "UPDATE jobs SET wavespeed_status = $2 WHERE id = $1", job_id, wavespeed_status
+        )
+
+    async def known_predictions(self, prediction_ids: Collection[str]) -> set[str]:
+        """Which of these WaveSpeed task ids already belong to a job."""
+        rows = await self._pool.fetch(
+            "SELECT prediction_id FROM jobs WHERE prediction_id = ANY($1::text[])",
+            list(prediction_ids),
+        )
+        return {row["prediction_id"] for row in rows}
+
+    async def get_job(self, job_id: int) -> JobRecord | None:
+        """One job, or None."""
+        row = await self._pool.fetchrow(f"{_JOB_SELECT} WHERE id = $1", job_id)
+        return None if row is None else job_record(row)
+
+    async def unfinished_jobs(self) -> list[JobRecord]:
+        """Jobs not in a final state, oldest first."""
+        rows = await self._pool.fetch(
+            f"{_JOB_SELECT} WHERE state NOT IN ('delivered', 'closed') ORDER BY id"
+        )
+        return [job_record(row) for row in rows]
+
+    async def recent_jobs(self, guild_id: int, member_id: int, limit: int = 5) -> list[JobRecord]:
+        """A member's latest jobs in a server, newest first."""
+        rows = await self._pool.fetch(
+            f"{_JOB_SELECT} WHERE guild_id = $1 AND member_id = $2 ORDER BY id DESC LIMIT $3",
+            guild_id,
+            member_id,
+            limit,
+        )
+        return [job_record(row) for row in rows]
+
+    # --- budgets ------------------------------------------------------------------------------
+    async def member_balance(self, guild_id: int, member_id: int) -> Balance:
+        """A member's budget in the current period."""
+        return await self._balance(self._pool, guild_id, member_id, self._clock())
+
+    async def server_balance(self, guild_id: int) -> Balance:
+        """The server's budget in the current period (every member's jobs count against it)."""
+        return await self._balance(self._pool, guild_id, SERVER_SCOPE_MEMBER_ID, self._clock())
+
+    async def grant(
+        self, guild_id: int, member_id: int, amount_micro: int, actor_id: int, note: str | None
+    ) -> None:
+        """Add (or with a negative amount, remove) money for this period. member_id 0 = server."""
+        require_micro(amount_micro, "grant")
+        require_scope(member_id)
+        now = self._clock()
+        period = self._period(now)
+        async with self._transaction() as conn:
+            await self._append(
+                conn,
+                guild_id=guild_id,
+                member_id=member_id,
+                kind="grant",
+                amount_micro=amount_micro,
+                period=period,
+                now=now,
+                actor_id=actor_id,
+                note=note,
+            )
+            await conn.execute(_GRANT_SQL, guild_id, member_id, period, amount_micro)
+
+    async def set_allowance(
+        self, guild_id: int, member_id: int, amount_micro: int, actor_id: int
+    ) -> None:
+        """Set a per-period allowance (a `limit` ledger row; latest wins). member_id 0 = server."""
+        require_micro(amount_micro, "allowance", minimum=0)
+        require_scope(member_id)
+        now = self._clock()
+        await self._append(
+            self._pool,
+            guild_id=guild_id,
+            member_id=member_id,
+            kind="limit",
+            amount_micro=amount_micro,
+            period=self._period(now),
+            now=now,
+            actor_id=actor_id,
+        )
+
+    async def usage(self, guild_id: int) -> list[MemberUsage]:
+        """Spend (charges) and jobs per member in the current period, largest spend first."""
+        rows = await self._pool.fetch(_USAGE_SQL, guild_id, self._period(self._clock()))
+        return [MemberUsage(row["member_id"], row["spent_micro"], row["jobs"]) for row in rows]
+
+    async def ledger(self, guild_id: int, period_key: str | None = None) -> list[LedgerEntry]:
+        """Ledger rows of a server, oldest first; only one period when period_key is given."""
+        rows = await self._pool.fetch(
+            f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger "
+            "WHERE guild_id = $1 AND ($2::text IS NULL OR period_key = $2) ORDER BY id",
+            guild_id,
+            period_key,
+        )
+        return [ledger_entry(row) for row in rows]
+
+    async def audit(self) -> list[str]:
+        """Every running total that differs from what the ledger adds up to (empty: clean)."""
+        return [audit_line(row) for row in await self._pool.fetch(_AUDIT_SQL)]
+
+    # --- per-server settings (key/value text) --------------------------------------------------
+    async def get_guild_setting(self, guild_id: int, key: str) -> str | None:
+        """A server's setting, or None."""
+        return await self._pool.fetchval(
+            "SELECT value FROM guild_settings WHERE guild_id = $1 AND key = $2", guild_id, key
+        )
+
+    async def set_guild_setting(self, guild_id: int, key: str, value: str | None) -> None:
+        """Set a server's setting; None deletes it."""
+        if value is None:
+            await self._pool.execute(
+                "DELETE FROM guild_settings WHERE guild_id = $1 AND key = $2", guild_id, key
+            )
+        else:
+            await self._pool.execute(
+                """
+                INSERT INTO guild_settings (guild_id, key, value) VALUES ($1, $2, $3)
+                ON CONFLICT (guild_id, key) DO UPDATE SET value = excluded.value
+                """,
+                guild_id,
+                key,
+                value,
+            )
+
+    # --- bot-wide settings (key/value text) ----------------------------------------------------
+    async def get_bot_setting(self, key: str) -> str | None:
+        """A bot-wide setting, or None."""
+        return await self._pool.fetchval("SELECT value FROM bot_settings WHERE key = $1", key)
+
+    async def set_bot_setting(self, key: str, value: str | None) -> None:
+        """Set a bot-wide setting; None deletes it."""
+        if value is None:
+            await self._pool.execute("DELETE FROM bot_settings WHERE key = $1", key)
+        else:
+            await self._pool.execute(
+                """
+                INSERT INTO bot_settings (key, value) VALUES ($1, $2)
+                ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                """,
+                key,
+                value,
+            )
