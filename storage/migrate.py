@@ -8,19 +8,15 @@ migration exactly once.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from dataclasses import dataclass
-from importlib import resources
 
-_FILE_NAME = re.compile(r"(\d+)_\w+\.sql")
+from storage.common import SqlMigration, load_sql_migrations
 
 
 @dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
+class Migration(SqlMigration):
+    """A SQLite migration file, which SQLite's driver runs one statement at a time."""
 
     def statements(self) -> list[str]:
         """Split the script into single statements (a trigger body's `;` does not end one)."""
@@ -39,16 +35,8 @@ class Migration:
 
 
 def load_migrations() -> list[Migration]:
-    """Read the packaged migrations, ordered by version; versions must be 1, 2, 3, …"""
-    migrations = []
-    for entry in (resources.files("storage") / "migrations").iterdir():
-        if match := _FILE_NAME.fullmatch(entry.name):
-            migrations.append(Migration(int(match[1]), entry.name, entry.read_text("utf-8")))
-    migrations.sort(key=lambda m: m.version)
-    versions = [m.version for m in migrations]
-    if versions != list(range(1, len(migrations) + 1)):
-        raise RuntimeError(f"migrations must be numbered 1, 2, 3, … without gaps: {versions}")
-    return migrations
+    """The packaged SQLite migrations, ordered by version (1, 2, 3, … without gaps)."""
+    return [Migration(m.version, m.name, m.sql) for m in load_sql_migrations("migrations")]
 
 
 def schema_version(db: sqlite3.Connection) -> int:

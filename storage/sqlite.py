@@ -16,7 +16,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 from datetime import UTC, datetime
 from functools import partial
 from typing import Literal, Self, TypeVar
@@ -32,58 +31,31 @@ from bot.domain.budget import (
 )
 from bot.domain.job import JobOwner, JobRecord, LedgerEntry, MemberUsage
 from bot.domain.lifecycle import (
-    IN_PROGRESS,
-    FailureKind,
     IllegalTransition,
     JobState,
     Settlement,
     can_move,
     settlement_on_entering,
 )
+from storage.common import (
+    IN_PROGRESS_VALUES,
+    JOB_COLUMNS,
+    LEDGER_COLUMNS,
+    audit_line,
+    job_record,
+    ledger_entry,
+    move_columns,
+    require_member,
+    require_micro,
+    require_scope,
+)
 from storage.migrate import migrate
 
 BUSY_TIMEOUT_S = 10.0
 T = TypeVar("T")
 
-_JOB_SELECT = f"SELECT {', '.join(field.name for field in fields(JobRecord))} FROM job_records"
-_LEDGER_COLUMNS = ", ".join(field.name for field in fields(LedgerEntry))
-_JOB_DATETIMES = (
-    "created_at",
-    "submit_started_at",
-    "submit_ended_at",
-    "hold_until",
-    "submitted_at",
-    "finished_at",
-    "delivered_at",
-)
-# What a move may set besides the state; the stamps are the store's own (its clock).
-_MOVABLE_COLUMNS = frozenset(
-    {
-        "request_json",
-        "failure_kind",
-        "prediction_id",
-        "wavespeed_status",
-        "output_url",
-        "has_nsfw",
-        "inference_ms",
-        "error_code",
-        "error_message",
-        "result_channel_id",
-        "result_message_id",
-        "hold_until",
-    }
-)
-# The moment each state is reached is stamped into these columns. Entering `delivered` both
-# settles the job (finished_at) and shows the member its outcome (delivered_at).
-_STAMPS_ON_ENTERING: dict[JobState, tuple[str, ...]] = {
-    JobState.SUBMITTING: ("submit_started_at",),
-    JobState.UNCERTAIN: ("submit_ended_at",),
-    JobState.SUBMITTED: ("submitted_at",),
-    JobState.DELIVERED: ("finished_at", "delivered_at"),
-    JobState.FAILED: ("finished_at",),
-    JobState.CLOSED: ("delivered_at",),
-}
-
+_JOB_SELECT = f"SELECT {', '.join(JOB_COLUMNS)}, settlement FROM job_records"
+_LEDGER_SELECT = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger"
 # Running totals that differ from the ledger's sums (balances_from_ledger, migration 4).
 _AUDIT_SQL = """
 SELECT guild_id, member_id, period_key,
@@ -116,44 +88,6 @@ ORDER BY spent_micro DESC, jobs DESC, member_id
 
 def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _job_record(row: sqlite3.Row) -> JobRecord:
-    values = dict(zip(row.keys(), row, strict=True))
-    values["state"] = JobState(values["state"])
-    if values["failure_kind"] is not None:
-        values["failure_kind"] = FailureKind(values["failure_kind"])
-    if values["settlement"] is not None:
-        values["settlement"] = Settlement(values["settlement"])
-    values["has_nsfw"] = bool(values["has_nsfw"])
-    for name in _JOB_DATETIMES:
-        if values[name] is not None:
-            values[name] = datetime.fromisoformat(values[name])
-    return JobRecord(**values)
-
-
-def _ledger_entry(row: sqlite3.Row) -> LedgerEntry:
-    values = dict(zip(row.keys(), row, strict=True))
-    values["created_at"] = datetime.fromisoformat(values["created_at"])
-    return LedgerEntry(**values)
-
-
-def _audit_line(row: sqlite3.Row) -> str:
-    """One difference found by the audit, for a person to read."""
-    member_id = row["member_id"]
-    whose = "the server" if member_id == SERVER_SCOPE_MEMBER_ID else f"member {member_id}"
-    return (
-        f"guild {row['guild_id']}, {whose}, {row['period_key']}: "
-        f"stored granted/spent/held {row['granted']}/{row['spent']}/{row['held']}, "
-        f"ledger says {row['ledger_granted']}/{row['ledger_spent']}/{row['ledger_held']}"
-    )
-
-
-def _require_micro(value: int, what: str, *, minimum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an integer number of micro-dollars, not {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{what} must be at least {minimum} micro-dollars, not {value}")
 
 
 def _enable_wal(db: sqlite3.Connection, attempts: int = 100) -> None:
@@ -203,7 +137,7 @@ def _fetch_job(db: sqlite3.Connection, job_id: int) -> JobRecord:
     row = db.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         raise LookupError(f"no job {job_id}")
-    return _job_record(row)
+    return job_record(row)
 
 
 def _append(
@@ -424,8 +358,7 @@ class SqliteStorage:
         note: str | None,
     ) -> Callable[[sqlite3.Connection], None]:
         """The transaction that writes a grant (and its running total) or an allowance."""
-        if member_id < 0:
-            raise ValueError(f"member_id must be ≥ 0, not {member_id}")
+        require_scope(member_id)
         now = self._clock()
         period = period_key(now, self._policy.period)
 
@@ -453,19 +386,17 @@ class SqliteStorage:
         """Check the in-flight limit and the member and server budgets, then write the job and
         its reserve row, all in one transaction. Raises TooManyJobs / BudgetExceeded, writing
         nothing."""
-        _require_micro(price_micro, "price", minimum=0)
-        if owner.member_id == SERVER_SCOPE_MEMBER_ID:
-            raise ValueError("member_id 0 is the server's own budget, not a member")
+        require_micro(price_micro, "price", minimum=0)
+        require_member(owner.member_id)
         now = self._clock()
         period = period_key(now, self._policy.period)
-        in_progress = sorted(IN_PROGRESS)
-        marks = ", ".join("?" for _ in in_progress)
+        marks = ", ".join("?" for _ in IN_PROGRESS_VALUES)
 
         def write(db: sqlite3.Connection) -> JobRecord:
             (count,) = db.execute(
                 f"SELECT COUNT(*) FROM jobs "
                 f"WHERE guild_id = ? AND member_id = ? AND state IN ({marks})",
-                (owner.guild_id, owner.member_id, *in_progress),
+                (owner.guild_id, owner.member_id, *IN_PROGRESS_VALUES),
             ).fetchone()
             if count >= max_in_flight:
                 raise TooManyJobs(max_in_flight)
@@ -507,15 +438,11 @@ class SqliteStorage:
         """Move a job to `to` with `changes`, writing the ledger row the move settles (and its
         running totals), in one transaction. Raises IllegalTransition (changing nothing) for a
         move the lifecycle forbids."""
-        unknown = set(changes) - _MOVABLE_COLUMNS
-        if unknown:
-            raise ValueError(f"not a column a move may set: {', '.join(sorted(unknown))}")
         now = self._clock()
-        columns: dict[str, object] = {"state": to.value}
-        for name, value in changes.items():
-            columns[name] = _utc_text(value) if isinstance(value, datetime) else value
-        for stamp in _STAMPS_ON_ENTERING.get(to, ()):
-            columns[stamp] = _utc_text(now)
+        columns = {
+            name: _utc_text(value) if isinstance(value, datetime) else value
+            for name, value in move_columns(to, changes, now).items()
+        }
 
         def write(db: sqlite3.Connection) -> JobRecord:
             job = _fetch_job(db, job_id)
@@ -564,14 +491,14 @@ class SqliteStorage:
     async def get_job(self, job_id: int) -> JobRecord | None:
         """One job, or None."""
         rows = await self._read(f"{_JOB_SELECT} WHERE id = ?", (job_id,))
-        return _job_record(rows[0]) if rows else None
+        return job_record(rows[0]) if rows else None
 
     async def unfinished_jobs(self) -> list[JobRecord]:
         """Jobs not in a final state, oldest first."""
         rows = await self._read(
             f"{_JOB_SELECT} WHERE state NOT IN ('delivered', 'closed') ORDER BY id"
         )
-        return [_job_record(row) for row in rows]
+        return [job_record(row) for row in rows]
 
     async def recent_jobs(self, guild_id: int, member_id: int, limit: int = 5) -> list[JobRecord]:
         """A member's latest jobs in a server, newest first."""
@@ -579,7 +506,7 @@ class SqliteStorage:
             f"{_JOB_SELECT} WHERE guild_id = ? AND member_id = ? ORDER BY id DESC LIMIT ?",
             (guild_id, member_id, limit),
         )
-        return [_job_record(row) for row in rows]
+        return [job_record(row) for row in rows]
 
     # --- budgets ------------------------------------------------------------------------------
     async def member_balance(self, guild_id: int, member_id: int) -> Balance:
@@ -596,7 +523,7 @@ class SqliteStorage:
         self, guild_id: int, member_id: int, amount_micro: int, actor_id: int, note: str | None
     ) -> None:
         """Add (or with a negative amount, remove) money for this period. member_id 0 = server."""
-        _require_micro(amount_micro, "grant")
+        require_micro(amount_micro, "grant")
         await self._write(
             self._admin_row("grant", guild_id, member_id, amount_micro, actor_id, note)
         )
@@ -605,7 +532,7 @@ class SqliteStorage:
         self, guild_id: int, member_id: int, amount_micro: int, actor_id: int
     ) -> None:
         """Set a per-period allowance (a `limit` ledger row; latest wins). member_id 0 = server."""
-        _require_micro(amount_micro, "allowance", minimum=0)
+        require_micro(amount_micro, "allowance", minimum=0)
         await self._write(
             self._admin_row("limit", guild_id, member_id, amount_micro, actor_id, None)
         )
@@ -619,16 +546,15 @@ class SqliteStorage:
     async def ledger(self, guild_id: int, period_key: str | None = None) -> list[LedgerEntry]:
         """Ledger rows of a server, oldest first; only one period when period_key is given."""
         rows = await self._read(
-            f"SELECT {_LEDGER_COLUMNS} FROM ledger "
-            "WHERE guild_id = ? AND (? IS NULL OR period_key = ?) ORDER BY id",
+            f"{_LEDGER_SELECT} WHERE guild_id = ? AND (? IS NULL OR period_key = ?) ORDER BY id",
             (guild_id, period_key, period_key),
         )
-        return [_ledger_entry(row) for row in rows]
+        return [ledger_entry(row) for row in rows]
 
     async def audit(self) -> list[str]:
         """Every running total that differs from what the ledger adds up to (empty: clean)."""
         rows = await self._read(_AUDIT_SQL)
-        return [_audit_line(row) for row in rows]
+        return [audit_line(row) for row in rows]
 
     # --- per-server and bot-wide settings (key/value text) -------------------------------------
     async def get_guild_setting(self, guild_id: int, key: str) -> str | None:
