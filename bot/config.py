@@ -12,7 +12,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain.budget import BudgetPeriod, BudgetPolicy
 from bot.domain.media import MediaLimits
@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     image_max_side_px: int = Field(default=2000, ge=64, le=10_000)
     audio_min_s: float = Field(default=3.0, ge=0, le=600)
     audio_max_s: float = Field(default=30.0, ge=1, le=600)
+    job_lease_s: float = Field(default=30.0, ge=5, le=3600)
+    shard_count: int | None = Field(default=None, ge=1, le=10_000)
+    shard_ids: Annotated[list[int] | None, NoDecode] = None  # "0,1", not JSON
     dev_guild_id: int | None = None
     log_level: str = "INFO"
 
@@ -73,10 +76,22 @@ class Settings(BaseSettings):
         check_database_url(value)  # SQLite or PostgreSQL; a ValueError never repeats the URL
         return value
 
-    @field_validator("dev_guild_id", mode="before")
+    @field_validator("dev_guild_id", "shard_count", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if value == "":
+            return None
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",")]
+            if not all(part.isdecimal() for part in parts):
+                raise ValueError("must be shard numbers separated by commas, e.g. 0,1")
+            return [int(part) for part in parts]
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -94,6 +109,13 @@ class Settings(BaseSettings):
             raise ValueError("AUDIO_MIN_S must not exceed AUDIO_MAX_S")
         if self.submit_absent_after_s >= self.submit_hold_max_s:
             raise ValueError("SUBMIT_ABSENT_AFTER_S must be shorter than SUBMIT_HOLD_MAX_S")
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("SHARD_IDS needs SHARD_COUNT (how many shards in all)")
+            if not self.shard_ids or len(set(self.shard_ids)) != len(self.shard_ids):
+                raise ValueError("SHARD_IDS must list each shard once")
+            if not all(0 <= shard < self.shard_count for shard in self.shard_ids):
+                raise ValueError("SHARD_IDS must be between 0 and SHARD_COUNT - 1")
         return self
 
     @property

@@ -24,6 +24,9 @@ VARIABLES = [
     "IMAGE_MAX_SIDE_PX",
     "AUDIO_MIN_S",
     "AUDIO_MAX_S",
+    "JOB_LEASE_S",
+    "SHARD_COUNT",
+    "SHARD_IDS",
     "DEV_GUILD_ID",
     "LOG_LEVEL",
 ]
@@ -70,6 +73,8 @@ def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
         ("MAX_JOBS_PER_MEMBER", "0"),
         ("JOB_TIMEOUT_S", "soon"),
         ("DEV_GUILD_ID", "my-server"),
+        ("SHARD_IDS", "0;1"),
+        ("JOB_LEASE_S", "1"),
         ("WAVESPEED_BASE_URL", "api.wavespeed.ai"),
         ("LOG_LEVEL", "LOUD"),
         ("DATABASE_URL", "postgres://admin:hunter2@db:port/wanbot"),
@@ -103,3 +108,20 @@ def test_every_setting_is_documented_in_env_example_and_readme() -> None:
     names = {name.upper() for name in Settings.model_fields}
     assert names == documented == set(VARIABLES)
     assert all(f"`{name}`" in readme for name in names)
+
+
+def test_shards_are_read_from_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHARD_COUNT", "3")
+    monkeypatch.setenv("SHARD_IDS", "0, 2")
+    settings = load_settings()
+    assert (settings.shard_count, settings.shard_ids) == (3, [0, 2])
+    assert load_settings(shard_count="", shard_ids="").shard_ids is None
+
+
+@pytest.mark.parametrize(
+    ("count", "ids", "reason"),
+    [("", "0", "needs SHARD_COUNT"), ("2", "0,0", "each shard once"), ("2", "2", "between 0")],
+)
+def test_inconsistent_shards_are_refused(count: str, ids: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        load_settings(shard_count=count, shard_ids=ids)
