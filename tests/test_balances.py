@@ -5,8 +5,11 @@ ledger when an older database is upgraded."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import sqlite3
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -18,9 +21,13 @@ import pytest
 from bot.domain.budget import BudgetExceeded, BudgetPeriod, BudgetPolicy, TooManyJobs
 from bot.domain.job import JobOwner
 from bot.domain.lifecycle import JobState
+from storage import open_storage
+from storage.base import Storage
 from storage.migrate import load_migrations
 from storage.sqlite import SqliteStorage
+from tests.storage_backends import execute_raw
 
+ROOT = str(Path(__file__).resolve().parents[1])
 PRICE = 125_000
 POLICY = BudgetPolicy(
     member_allowance=1_000_000, server_allowance=6_000_000, period=BudgetPeriod.DAY
@@ -43,12 +50,16 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteStorage]:
-    async with await SqliteStorage.open(str(tmp_path / "balances.db"), POLICY, clock=clock) as s:
-        yield s
+async def store(database_url: str, clock: Clock) -> AsyncIterator[Storage]:
+    """A store on each backend (see tests/storage_backends.py)."""
+    opened = await open_storage(database_url, POLICY, clock=clock)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
-async def deliver(store: SqliteStorage, job_id: int) -> None:
+async def deliver(store: Storage, job_id: int) -> None:
     for state in (JobState.SUBMITTING, JobState.SUBMITTED, JobState.READY, JobState.POSTING):
         changes = {"prediction_id": f"p{job_id}"} if state is JobState.SUBMITTED else {}
         await store.advance(job_id, state, **changes)
@@ -56,7 +67,7 @@ async def deliver(store: SqliteStorage, job_id: int) -> None:
 
 
 async def test_every_kind_of_movement_keeps_the_totals_equal_to_the_ledger(
-    store: SqliteStorage, clock: Clock
+    store: Storage, clock: Clock
 ) -> None:
     owner, other = JobOwner(1, 2, 3), JobOwner(1, 2, 4)
     charged = await store.reserve(owner, "{}", PRICE, 10)
@@ -83,17 +94,16 @@ async def test_every_kind_of_movement_keeps_the_totals_equal_to_the_ledger(
 
 
 async def test_audit_names_a_total_that_drifted_from_the_ledger(
-    store: SqliteStorage, tmp_path: Path
+    store: Storage, database_url: str
 ) -> None:
     await store.reserve(JobOwner(1, 2, 3), "{}", PRICE, 10)
-    with closing(sqlite3.connect(tmp_path / "balances.db")) as db, db:
-        db.execute("UPDATE balances SET held = held + 1 WHERE member_id = 3")
+    await execute_raw(database_url, "UPDATE balances SET held = held + 1 WHERE member_id = 3")
     [line] = await store.audit()
     assert "member 3" in line and f"{PRICE + 1}" in line and f"{PRICE}" in line
 
 
 async def test_the_member_budget_binds_first_then_the_servers(
-    store: SqliteStorage,
+    store: Storage,
 ) -> None:
     """The member budget binds first, then the server's, each by its own running total."""
     members = [JobOwner(1, 2, member) for member in range(3, 10)]
@@ -111,15 +121,14 @@ async def test_the_member_budget_binds_first_then_the_servers(
 
 
 async def test_ten_thousand_attempts_from_500_tasks_spend_exactly_what_the_budgets_allow(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
     """50 members over 3 servers, 10,000 reservation attempts from 500 concurrent tasks on two
-    stores (two connections, as two processes would have): the successes are exactly what the
-    budgets allow, no balance goes below zero, and the audit is clean."""
-    path = str(tmp_path / "crowd.db")
+    stores (two connections or pools, as two processes would have): the successes are exactly
+    what the budgets allow, no balance goes below zero, and the audit is clean."""
     async with (
-        await SqliteStorage.open(path, POLICY) as first,
-        await SqliteStorage.open(path, POLICY) as second,
+        await open_storage(database_url, POLICY) as first,
+        await open_storage(database_url, POLICY) as second,
     ):
         owners = [
             JobOwner(guild_id=1 + member % 3, channel_id=7, member_id=10 + member)
@@ -131,7 +140,7 @@ async def test_ten_thousand_attempts_from_500_tasks_spend_exactly_what_the_budge
             queue.put_nowait(owner)
         granted: Counter[JobOwner] = Counter()
 
-        async def worker(store: SqliteStorage) -> None:
+        async def worker(store: Storage) -> None:
             while not queue.empty():
                 owner = queue.get_nowait()
                 try:
@@ -206,4 +215,75 @@ async def test_an_older_database_gets_its_totals_from_its_ledger(tmp_path: Path)
         await store.advance(3, JobState.READY, output_url="https://x/v.mp4")
         await store.advance(3, JobState.FAILED, **FAILED)
         assert (await store.server_balance(1)).held == 0
+        assert await store.audit() == []
+
+
+CROWD_PROCESS = """
+import asyncio, json, random, sys
+from collections import Counter
+from bot.domain.budget import BudgetExceeded, BudgetPeriod, BudgetPolicy
+from bot.domain.job import JobOwner
+from storage import open_storage
+
+url, index, processes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+policy = BudgetPolicy(*map(int, sys.argv[4:6]), BudgetPeriod.DAY)
+owners = [JobOwner(1 + m % 3, 7, 10 + m) for m in range(50)]
+attempts = [random.Random(7).choice(owners) for _ in range(10_000)][index::processes]
+
+async def main() -> None:
+    granted = Counter()
+    queue = asyncio.Queue()
+    for owner in attempts:
+        queue.put_nowait(owner)
+    async with await open_storage(url, policy) as store:
+        async def worker() -> None:
+            while not queue.empty():
+                owner = queue.get_nowait()
+                try:
+                    await store.reserve(owner, "{}", 125_000, 10**6)
+                    granted[owner.member_id] += 1
+                except BudgetExceeded:
+                    pass
+        await asyncio.gather(*(worker() for _ in range(500 // processes)))
+    print(json.dumps(granted))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.postgres
+async def test_three_processes_on_one_postgresql_never_overspend(postgres_url: str) -> None:
+    """The same 10,000 attempts split over three real processes sharing one PostgreSQL."""
+    budgets = [str(POLICY.member_allowance), str(POLICY.server_allowance)]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            CROWD_PROCESS,
+            postgres_url,
+            str(index),
+            "3",
+            *budgets,
+            env={**os.environ, "PYTHONPATH": ROOT},
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for index in range(3)
+    ]
+    outputs = [await process.communicate() for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0]
+    granted: Counter[int] = Counter()
+    for out, _ in outputs:
+        granted.update({int(member): count for member, count in json.loads(out).items()})
+
+    owners = [JobOwner(1 + m % 3, 7, 10 + m) for m in range(50)]
+    asked = Counter(random.Random(7).choice(owners) for _ in range(10_000))
+    per_member = POLICY.member_allowance // PRICE
+    per_server = POLICY.server_allowance // PRICE
+    async with await open_storage(postgres_url, POLICY) as store:
+        for guild in (1, 2, 3):
+            mine = [o for o in owners if o.guild_id == guild]
+            possible = sum(min(asked[o], per_member) for o in mine)
+            assert sum(granted[o.member_id] for o in mine) == min(possible, per_server)
+            assert (await store.server_balance(guild)).available >= 0
+        assert all(count <= per_member for count in granted.values())
         assert await store.audit() == []
