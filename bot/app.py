@@ -43,8 +43,14 @@ class FriendlyTree(app_commands.CommandTree["WanBot"]):
             await interaction.response.send_message(f"⚠️ {text}", ephemeral=True)
 
 
-class WanBot(commands.Bot):
-    """The bot: opens services in `setup_hook`, loads the cogs (the video cog resumes jobs)."""
+class WanBot(commands.AutoShardedBot):
+    """The bot: opens services in `setup_hook`, loads the cogs (the video cog resumes jobs).
+
+    It runs the gateway shards SHARD_IDS of SHARD_COUNT (every shard of SHARD_COUNT without
+    SHARD_IDS). With neither set it runs every shard Discord recommends (one for a small bot), so
+    one process serves every server as before, and still does past 2,500 servers, where Discord
+    refuses an unsharded connection.
+    """
 
     def __init__(self, settings: Settings, tuning: Tuning | None = None) -> None:
         intents = discord.Intents.none()
@@ -57,6 +63,8 @@ class WanBot(commands.Bot):
             chunk_guilds_at_startup=False,
             # Every message states its mentions: none, unless a message names the member it pings.
             allowed_mentions=discord.AllowedMentions.none(),
+            shard_count=settings.shard_count,  # None: ask Discord (GET /gateway/bot)
+            shard_ids=settings.shard_ids,
         )
         self.settings = settings
         self.tuning = tuning
@@ -75,8 +83,24 @@ class WanBot(commands.Bot):
             await self.load_extension(extension)
         await self._sync_commands()
 
+    @property
+    def runs_first_shard(self) -> bool:
+        """Whether this process runs shard 0: true unless SHARD_IDS leaves it to another process."""
+        return self.settings.shard_ids is None or 0 in self.settings.shard_ids
+
     async def _sync_commands(self) -> None:
-        """Sync to DEV_GUILD_ID at once; globally only when the command set has changed."""
+        """Sync to DEV_GUILD_ID at once; globally only when the command set has changed.
+
+        Commands belong to the application, not to a shard, so only the process running shard 0
+        syncs them; the others would race it for the same bot-wide digest and Discord's rate limit.
+        """
+        if not self.runs_first_shard:
+            log.info(
+                "shards %s of %s: slash commands are synced by the process running shard 0",
+                self.settings.shard_ids,
+                self.settings.shard_count,
+            )
+            return
         if self.settings.dev_guild_id is not None:
             guild = discord.Object(id=self.settings.dev_guild_id)
             self.tree.copy_global_to(guild=guild)

@@ -1,4 +1,4 @@
-"""The `wanbot` command: run | generate | quote | audit | fake-api."""
+"""The `wanbot` command: run | generate | quote | audit | migrate-db | fake-api."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from bot.runner import Posted, Progress, Video
 from bot.services import Services, Tuning
 from bot.wavespeed import PollPolicy
 from storage import open_storage
+from storage.transfer import TransferError, transfer_database
 
 CLI_OWNER = JobOwner(guild_id=CLI_GUILD_ID, channel_id=0, member_id=CLI_MEMBER_ID)
 UPLOAD_PLACEHOLDER = "https://upload.invalid/"  # a local file's URL until the runner uploads it
@@ -56,6 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "audit", help="check every running balance against the ledger (exit 1 on a difference)"
+    )
+
+    migrate = commands.add_parser(
+        "migrate-db", help="copy a SQLite database into an empty PostgreSQL one, and verify it"
+    )
+    migrate.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="SQLITE_URL",
+        help="sqlite:///path.db or a file path (only read)",
+    )
+    migrate.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="POSTGRES_URL",
+        help="postgresql://user:password@host:port/database[?search_path=schema] (must be empty)",
     )
 
     fake = commands.add_parser("fake-api", help="serve a fake WaveSpeed API for offline tries")
@@ -104,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return generate_command(args)
             case "audit":
                 return asyncio.run(audit(load_settings()))
+            case "migrate-db":
+                return asyncio.run(migrate_db(args.source, args.target))
     except ConfigError as exc:
         print(f"wanbot: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -136,6 +157,19 @@ async def audit(settings: Settings) -> int:
         print(f"wanbot audit: {count} balance(s) differ from the ledger", file=sys.stderr)
         return 1
     print("wanbot audit: every balance matches the ledger")
+    return 0
+
+
+async def migrate_db(source_url: str, target_url: str) -> int:
+    """Move a SQLite database into an empty PostgreSQL one, verified. 0: done, 1: refused or
+    failed (one line on stderr, never a password; nothing committed)."""
+    try:
+        report = await transfer_database(source_url, target_url)
+    except TransferError as exc:
+        print(f"wanbot migrate-db: {exc}", file=sys.stderr)
+        return 1
+    for line in report.lines():
+        print(line)
     return 0
 
 
@@ -253,7 +287,10 @@ async def generate(
 
 
 async def finish_earlier_jobs(services: Services, folder: Path) -> None:
-    """Deliver CLI jobs that an interrupted run left unfinished, to wanbot-job-N.mp4 files."""
+    """Deliver CLI jobs that an interrupted run left unfinished, to wanbot-job-N.mp4 files.
+
+    Only the jobs no live process holds the lease of: several runs on one database each finish
+    different ones, and never one that another run is still making."""
     count = await services.runner.resume(
         lambda job: TerminalDelivery(folder / f"wanbot-job-{job.id}.mp4"),
         include=lambda job: job.guild_id == CLI_GUILD_ID,

@@ -6,6 +6,13 @@ stores the state it reaches before the next one starts, so `resume()` after a re
 every job on from where it stood, and the money follows the state: charged only when the post of
 the video is recorded, refunded on every other ending.
 
+Several processes may share one database (bot shards, `wanbot generate` runs): each unfinished
+job is followed by one of them at a time, the one holding its lease (bot.leases). A runner
+takes the lease with the reservation or claims it when it resumes a job, renews every lease it
+holds while it follows the jobs, and gives each up when the job ends or the runner closes. A
+process that dies stops renewing: once its leases run out, another runner's `watch` takes its
+jobs over. The lifecycle makes sure each is still charged once.
+
 The runner knows nothing of Discord: it reports through a `Delivery`, which the /video cog, the
 command-line `generate` and the tests each implement.
 """
@@ -26,11 +33,13 @@ from bot.domain.media import MediaFile
 from bot.domain.outcomes import JobFailure, failure
 from bot.domain.request import GenerationRequest
 from bot.failures import failure_from_error
+from bot.leases import is_dead, new_owner_id
 from storage.base import Storage
 
 log = logging.getLogger(__name__)
 
 MAX_VIDEO_BYTES = 512 * 1024 * 1024
+DEFAULT_LEASE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,7 @@ class JobRunner:
         reconciliation: Reconciliation | None = None,
         download_attempts: int = 3,
         download_pause_s: float = 2.0,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self._storage = storage
         self._client = client
@@ -128,37 +138,61 @@ class JobRunner:
         self._adopting = asyncio.Lock()  # two held jobs must never adopt the same task
         self._told_undecided: set[int] = set()  # per process: telling twice is harmless
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.owner_id = new_owner_id()  # the lease owner of every job this runner follows
+        self._lease_s = lease_s
+        self._renewing: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     async def reserve(self, owner: JobOwner, request: GenerationRequest) -> JobRecord:
-        """Write the job and hold its price. Raises BudgetExceeded or TooManyJobs, writing
-        nothing."""
+        """Write the job, leased to this runner, and hold its price. Raises BudgetExceeded or
+        TooManyJobs, writing nothing."""
         return await self._storage.reserve(
-            owner, request.model_dump_json(), request.price_micro, self._max_jobs
+            owner,
+            request.model_dump_json(),
+            request.price_micro,
+            self._max_jobs,
+            lease_owner=self.owner_id,
+            lease_s=self._lease_s,
         )
 
     def run(
         self, job: JobRecord, delivery: Delivery, uploads: Mapping[str, MediaFile] | None = None
     ) -> None:
-        """Follow a reserved job in the background. `uploads` maps "image"/"audio" to files
-        that replace those fields' URLs once uploaded to WaveSpeed."""
-        self._spawn(job.id, self._drive(job.id, delivery, fresh=True, uploads=uploads or {}))
+        """Follow a job this runner reserved, in the background. `uploads` maps "image"/"audio"
+        to files that replace those fields' URLs once uploaded to WaveSpeed."""
+        self._spawn(job.id, self._follow(job.id, delivery, fresh=True, uploads=uploads or {}))
 
     async def resume(
         self, delivery_for: DeliveryFactory, *, include: Callable[[JobRecord], bool]
     ) -> int:
-        """Carry on the unfinished jobs that `include` accepts and this runner is not already
-        following; return how many. The bot and the CLI each resume only their own jobs.
+        """Claim and carry on the unfinished jobs that `include` accepts and no live process
+        (this runner included) follows yet; return how many. The bot and the CLI each resume
+        only their own jobs.
 
-        Calling it again while jobs run is harmless: a job is never followed twice.
+        Calling it again while jobs run is harmless: a job is never followed twice, here or in
+        another process sharing the database.
         """
-        jobs = [
-            job
-            for job in await self._storage.unfinished_jobs()
-            if include(job) and job.id not in self._tasks
-        ]
-        for job in jobs:
-            self._spawn(job.id, self._drive(job.id, delivery_for(job), fresh=False, uploads={}))
-        return len(jobs)
+        count = 0
+        for job in await self._storage.unfinished_jobs():
+            if job.id in self._tasks or not include(job):
+                continue
+            claimed = await self._claim(job)
+            # a resume running alongside (a watch) may have taken it while this one claimed
+            if claimed is None or job.id in self._tasks:
+                continue
+            work = self._follow(job.id, delivery_for(claimed), fresh=False, uploads={})
+            self._spawn(job.id, work)
+            count += 1
+        return count
+
+    def watch(self, delivery_for: DeliveryFactory, *, include: Callable[[JobRecord], bool]) -> None:
+        """Resume now, then again every half lease until `close()`, in the background: the
+        jobs of a process that died are taken over once their leases run out."""
+        if self._watching is not None:
+            raise RuntimeError("this runner is already watching")
+        self._watching = asyncio.create_task(
+            self._watch(delivery_for, include), name="wanbot-watch"
+        )
 
     async def wait_all(self) -> None:
         """Wait until every job this runner follows has ended."""
@@ -172,11 +206,19 @@ class JobRunner:
             await asyncio.shield(task)
 
     async def close(self) -> None:
-        """Stop following jobs without changing their state; `resume` picks them up later."""
+        """Stop watching and following jobs without changing their state, giving up their
+        leases: another process's `watch`, or the next start, carries them on."""
+        # with the jobs' tasks stop the watch and the renewals: nothing is claimed or renewed after
+        for background in (self._watching, self._renewing):
+            if background is not None:
+                background.cancel()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(
+            *filter(None, (self._watching, self._renewing)), *tasks, return_exceptions=True
+        )
+        self._watching = self._renewing = None
 
     def _spawn(self, job_id: int, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(_logged(job_id, work), name=f"wanbot-job-{job_id}")
@@ -188,6 +230,70 @@ class JobRunner:
                 del self._tasks[job_id]
 
         task.add_done_callback(forget)
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.create_task(self._renew_leases(), name="wanbot-leases")
+
+    # --- leases ---------------------------------------------------------------------------------
+
+    async def _claim(self, job: JobRecord) -> JobRecord | None:
+        """Take the job's lease if no live process holds it (see Storage.claim)."""
+        holder = job.lease_owner
+        dead = holder if holder is not None and is_dead(holder) else None
+        return await self._storage.claim(job.id, self.owner_id, self._lease_s, dead_owner=dead)
+
+    async def _follow(
+        self, job_id: int, delivery: Delivery, *, fresh: bool, uploads: Mapping[str, MediaFile]
+    ) -> None:
+        """Drive a job this runner holds the lease of, then give the lease up: the job ended,
+        stopped on an error (the next resume tries it again), or is no longer followed here."""
+        try:
+            # A fresh job's lease came with its reservation, but nothing renewed it until now: a
+            # caller slower than a lease to start it may have lost it to another process.
+            if fresh and await self._storage.claim(job_id, self.owner_id, self._lease_s) is None:
+                log.warning("job %s: another process took it over before it started", job_id)
+                return
+            await self._drive(job_id, delivery, fresh=fresh, uploads=uploads)
+        finally:
+            await self._storage.release(job_id, self.owner_id)
+
+    async def _renew_leases(self) -> None:
+        """While jobs are followed here, renew their leases every third of a lease (so one
+        late renewal still leaves time for the next)."""
+        while self._tasks:
+            await asyncio.sleep(self._lease_s / 3)
+            await self._renew()
+
+    async def _renew(self) -> None:
+        """Renew the lease of every job followed here. A job whose lease another process took
+        over (it found this one's run out) is no longer followed here: its task is cancelled,
+        its state left as it is, for the new holder to carry on."""
+        following = dict(self._tasks)
+        if not following:
+            return
+        try:
+            renewed = await self._storage.renew(following, self.owner_id, self._lease_s)
+        except Exception:
+            log.exception("the job leases could not be renewed; trying again")
+            return
+        for job_id, task in following.items():
+            if job_id not in renewed and not task.done():
+                log.warning("job %s: another process took it over; stopped following", job_id)
+                task.cancel()
+
+    async def _watch(
+        self, delivery_for: DeliveryFactory, include: Callable[[JobRecord], bool]
+    ) -> None:
+        """Resume, then wait half a lease, over and over: a lease that ran out is noticed within
+        half a lease."""
+        while True:
+            try:
+                count = await self.resume(delivery_for, include=include)
+            except Exception:
+                log.exception("unfinished jobs could not be looked for; looking again")
+            else:
+                if count:
+                    log.info("following %d more unfinished job(s)", count)
+            await asyncio.sleep(self._lease_s / 2)
 
     # --- the lifecycle, one state at a time ---------------------------------------------------
 
@@ -447,7 +553,7 @@ async def _logged(job_id: int, work: Coroutine[Any, Any, None]) -> None:
     try:
         await work
     except Exception:
-        log.exception("job %s stopped unexpectedly; it will be resumed at the next start", job_id)
+        log.exception("job %s stopped unexpectedly; the next resume carries it on", job_id)
 
 
 def _now() -> datetime:

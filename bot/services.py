@@ -13,11 +13,13 @@ from storage.base import Storage
 
 @dataclass(frozen=True)
 class Tuning:
-    """Timings of the WaveSpeed client; the defaults suit the real API, tests shorten them."""
+    """Timings of the WaveSpeed client and the job runner; the defaults suit the real API,
+    tests shorten them."""
 
     poll: PollPolicy | None = None  # None: PollPolicy() capped at JOB_TIMEOUT_S
     reconcile_every_s: float = 30.0  # how often an unanswered submit is looked for
     download_pause_s: float = 2.0  # between attempts to download a video
+    lease_s: float | None = None  # None: JOB_LEASE_S
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
@@ -54,11 +56,13 @@ class Services:
                 check_every_s=tuning.reconcile_every_s,
             ),
             download_pause_s=tuning.download_pause_s,
+            lease_s=tuning.lease_s or settings.job_lease_s,
         )
         return cls(settings, storage, client, runner)
 
     async def close(self) -> None:
-        """Stop following jobs (they resume at the next start), then close the client and store."""
+        """Stop following jobs, giving up their leases (another process or the next start
+        carries them on), then close the client and the store."""
         await self.runner.close()
         await self.client.close()
         await self.storage.close()

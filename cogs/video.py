@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import re
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,7 +37,6 @@ from storage.server_settings import load_video_access
 if TYPE_CHECKING:
     from bot.app import WanBot
 
-log = logging.getLogger(__name__)
 
 BUTTON_LABELS = {
     "reroll": ("Re-roll", "🎲"),
@@ -134,12 +132,12 @@ class VideoCog(commands.Cog, name="Video"):
             self._resuming.cancel()
 
     async def _resume_when_ready(self) -> None:
-        """Once connected, resume what a previous run left unfinished (delivered by channel)."""
+        """Once connected, follow what a previous run left unfinished, and from then on the jobs
+        of any process that died (delivered by channel); the runner stops watching on close."""
         await self.bot.wait_until_ready()
-        count = await self.bot.services.runner.resume(
+        self.bot.services.runner.watch(
             lambda job: self.delivery(), include=lambda job: job.guild_id != CLI_GUILD_ID
         )
-        log.info("resumed %d unfinished job(s)", count)
 
     def delivery(self, interaction: discord.Interaction | None = None) -> DiscordDelivery:
         """A Delivery that reports through `interaction` while it lasts, then the channel."""

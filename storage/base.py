@@ -17,10 +17,19 @@ class Storage(Protocol):
 
     # --- money + jobs -------------------------------------------------------------------------
     async def reserve(
-        self, owner: JobOwner, request_json: str, price_micro: int, max_in_flight: int
+        self,
+        owner: JobOwner,
+        request_json: str,
+        price_micro: int,
+        max_in_flight: int,
+        *,
+        lease_owner: str | None = None,
+        lease_s: float = 0.0,
     ) -> JobRecord:
         """Check both budgets and the in-flight limit, then write the job and its reserve row,
-        all in one transaction. Raises BudgetExceeded / TooManyJobs, writing nothing."""
+        all in one transaction. Raises BudgetExceeded / TooManyJobs, writing nothing. With
+        `lease_owner` the job is written already leased to it for `lease_s` seconds, so no other
+        process can claim it before its first step."""
         ...
 
     async def advance(self, job_id: int, to: JobState, **changes: object) -> JobRecord:
@@ -46,6 +55,25 @@ class Storage(Protocol):
     async def recent_jobs(
         self, guild_id: int, member_id: int, limit: int = 5
     ) -> list[JobRecord]: ...
+
+    # --- leases: one process follows each unfinished job ----------------------------------------
+    async def claim(
+        self, job_id: int, owner: str, lease_s: float, *, dead_owner: str | None = None
+    ) -> JobRecord | None:
+        """Take the job's lease for `lease_s` seconds if it is unfinished and free: held by
+        nobody, by `owner` already, by `dead_owner` (a holder known to have died), or by a
+        process whose lease ran out. One conditional update; the job, or None if it is final or
+        another live process holds it."""
+        ...
+
+    async def renew(self, job_ids: Collection[int], owner: str, lease_s: float) -> set[int]:
+        """Extend, to `lease_s` seconds from now, the leases `owner` still holds among `job_ids`;
+        return those renewed (a job another process took over is not)."""
+        ...
+
+    async def release(self, job_id: int, owner: str) -> None:
+        """Give up the job's lease if `owner` holds it (else change nothing)."""
+        ...
 
     # --- budgets ------------------------------------------------------------------------------
     async def member_balance(self, guild_id: int, member_id: int) -> Balance: ...

@@ -1,5 +1,6 @@
 """What every store shares: the columns a move may set and the stamps it gets, the checks on
-money amounts, numbered SQL migration files, and rows turned into JobRecord / LedgerEntry.
+money amounts and leases, numbered SQL migration files, and rows turned into JobRecord /
+LedgerEntry.
 
 Pure: no I/O beyond reading the packaged migration files.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -28,6 +29,7 @@ JOB_DATETIMES = (
     "submitted_at",
     "finished_at",
     "delivered_at",
+    "lease_until",
 )
 # The states counted against a member's in-progress limit, as stored.
 IN_PROGRESS_VALUES = tuple(sorted(state.value for state in IN_PROGRESS))
@@ -81,6 +83,17 @@ def require_member(member_id: int) -> None:
     would be held twice, once as the member's and once as the server's)."""
     if member_id == SERVER_SCOPE_MEMBER_ID:
         raise ValueError("member_id 0 is the server's own budget, not a member")
+
+
+def lease_expiry(owner: str, lease_s: float, now: datetime) -> datetime:
+    """When a lease `owner` takes or renews at `now` runs out. A lease needs a named owner and a
+    positive, finite length (ValueError otherwise): an unnamed or endless one could never be
+    told apart from another process's, or taken over."""
+    if not owner:
+        raise ValueError("a lease needs an owner")
+    if not 0 < lease_s < float("inf"):
+        raise ValueError(f"a lease must last a positive, finite time, not {lease_s!r} s")
+    return now + timedelta(seconds=lease_s)
 
 
 def move_columns(to: JobState, changes: Mapping[str, object], now: datetime) -> dict[str, object]:

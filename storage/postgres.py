@@ -52,6 +52,7 @@ from storage.common import (
     LEDGER_COLUMNS,
     audit_line,
     job_record,
+    lease_expiry,
     ledger_entry,
     load_sql_migrations,
     move_columns,
@@ -120,14 +121,24 @@ SELECT count(*) FROM jobs WHERE guild_id = $1 AND member_id = $2 AND state = ANY
 _INSERT_JOB_SQL = f"""
 WITH job AS (
     INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro, period_key,
-                      state, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7)
+                      state, created_at, lease_owner, lease_until)
+    VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $9)
     RETURNING {_JOB_LIST}
 ), reserve AS (
     INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, job_id, created_at)
     SELECT guild_id, member_id, 'reserve', price_micro, period_key, id, created_at FROM job
 )
 SELECT {_JOB_LIST}, NULL AS settlement FROM job
+"""
+
+# Take job $1's lease for owner $2 until $3 if it is unfinished and nobody else's live lease (at
+# $4) holds it, or only dead owner $5's. A claim that waited for another's lock re-checks this on
+# the row that one left, so two processes can never both take a job.
+_CLAIM_SQL = """
+UPDATE jobs SET lease_owner = $2, lease_until = $3
+WHERE id = $1 AND state NOT IN ('delivered', 'closed')
+  AND (lease_owner IS NULL OR lease_owner = $2 OR lease_owner = $5 OR lease_until < $4)
+RETURNING true
 """
 
 # A settlement takes price $4 off what is held, and adds $5 (the price, or 0) to what is spent.
@@ -421,15 +432,23 @@ class PostgresStorage:
 
     # --- money + jobs -------------------------------------------------------------------------
     async def reserve(
-        self, owner: JobOwner, request_json: str, price_micro: int, max_in_flight: int
+        self,
+        owner: JobOwner,
+        request_json: str,
+        price_micro: int,
+        max_in_flight: int,
+        *,
+        lease_owner: str | None = None,
+        lease_s: float = 0.0,
     ) -> JobRecord:
         """Check the in-flight limit and the member and server budgets, then write the job and
-        its reserve row, all in one transaction. Raises TooManyJobs / BudgetExceeded, writing
-        nothing."""
+        its reserve row, all in one transaction; with `lease_owner`, leased to it for `lease_s`
+        seconds. Raises TooManyJobs / BudgetExceeded, writing nothing."""
         require_micro(price_micro, "price", minimum=0)
         require_member(owner.member_id)
         now = self._clock()
         period = self._period(now)
+        lease_until = None if lease_owner is None else lease_expiry(lease_owner, lease_s, now)
         guild_id, member_id = owner.guild_id, owner.member_id
         async with self._transaction() as conn:
             await conn.execute(_ENSURE_BALANCES_SQL, guild_id, member_id, period)
@@ -451,6 +470,8 @@ class PostgresStorage:
                 price_micro,
                 period,
                 now,
+                lease_owner,
+                lease_until,
             )
             return job_record(row)
 
@@ -515,6 +536,41 @@ class PostgresStorage:
             limit,
         )
         return [job_record(row) for row in rows]
+
+    # --- leases -------------------------------------------------------------------------------
+    async def claim(
+        self, job_id: int, owner: str, lease_s: float, *, dead_owner: str | None = None
+    ) -> JobRecord | None:
+        """Take the job's lease if it is unfinished and free (nobody's, `owner`'s, `dead_owner`'s
+        or run out); the job, or None if it is final or another live process holds it."""
+        now = self._clock()
+        until = lease_expiry(owner, lease_s, now)
+        async with self._transaction() as conn:
+            if await conn.fetchval(_CLAIM_SQL, job_id, owner, until, now, dead_owner) is None:
+                return None
+            # a statement of its own, so it sees a settlement committed while the claim waited
+            return job_record(await conn.fetchrow(f"{_JOB_SELECT} WHERE id = $1", job_id))
+
+    async def renew(self, job_ids: Collection[int], owner: str, lease_s: float) -> set[int]:
+        """Extend the leases `owner` still holds among `job_ids`; return those renewed."""
+        until = lease_expiry(owner, lease_s, self._clock())
+        rows = await self._pool.fetch(
+            "UPDATE jobs SET lease_until = $3 WHERE id = ANY($1::bigint[]) AND lease_owner = $2 "
+            "RETURNING id",
+            list(job_ids),
+            owner,
+            until,
+        )
+        return {row["id"] for row in rows}
+
+    async def release(self, job_id: int, owner: str) -> None:
+        """Give up the job's lease if `owner` holds it."""
+        await self._pool.execute(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL "
+            "WHERE id = $1 AND lease_owner = $2",
+            job_id,
+            owner,
+        )
 
     # --- budgets ------------------------------------------------------------------------------
     async def member_balance(self, guild_id: int, member_id: int) -> Balance:

@@ -43,6 +43,7 @@ from storage.common import (
     LEDGER_COLUMNS,
     audit_line,
     job_record,
+    lease_expiry,
     ledger_entry,
     move_columns,
     require_member,
@@ -71,6 +72,14 @@ WHERE COALESCE(b.granted, 0) != COALESCE(l.granted, 0)
    OR COALESCE(b.spent, 0) != COALESCE(l.spent, 0)
    OR COALESCE(b.held, 0) != COALESCE(l.held, 0)
 ORDER BY guild_id, member_id, period_key
+"""
+
+# Take a job's lease if it is unfinished and nobody else's live lease holds it (text moments in
+# one format compare in time order).
+_CLAIM_SQL = """
+UPDATE jobs SET lease_owner = :owner, lease_until = :until
+WHERE id = :id AND state NOT IN ('delivered', 'closed')
+  AND (lease_owner IS NULL OR lease_owner IN (:owner, :dead) OR lease_until < :now)
 """
 
 # A job's reserve and charge rows share its period, so both are counted from the ledger alone.
@@ -381,15 +390,23 @@ class SqliteStorage:
 
     # --- money + jobs -------------------------------------------------------------------------
     async def reserve(
-        self, owner: JobOwner, request_json: str, price_micro: int, max_in_flight: int
+        self,
+        owner: JobOwner,
+        request_json: str,
+        price_micro: int,
+        max_in_flight: int,
+        *,
+        lease_owner: str | None = None,
+        lease_s: float = 0.0,
     ) -> JobRecord:
         """Check the in-flight limit and the member and server budgets, then write the job and
-        its reserve row, all in one transaction. Raises TooManyJobs / BudgetExceeded, writing
-        nothing."""
+        its reserve row, all in one transaction; with `lease_owner`, leased to it for `lease_s`
+        seconds. Raises TooManyJobs / BudgetExceeded, writing nothing."""
         require_micro(price_micro, "price", minimum=0)
         require_member(owner.member_id)
         now = self._clock()
         period = period_key(now, self._policy.period)
+        lease_until = None if lease_owner is None else lease_expiry(lease_owner, lease_s, now)
         marks = ", ".join("?" for _ in IN_PROGRESS_VALUES)
 
         def write(db: sqlite3.Connection) -> JobRecord:
@@ -404,8 +421,8 @@ class SqliteStorage:
             cursor = db.execute(
                 """
                 INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro,
-                                  period_key, state, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                                  period_key, state, created_at, lease_owner, lease_until)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
                     owner.guild_id,
@@ -416,6 +433,8 @@ class SqliteStorage:
                     period,
                     JobState.RESERVED.value,
                     _utc_text(now),
+                    lease_owner,
+                    None if lease_until is None else _utc_text(lease_until),
                 ),
             )
             job_id = cursor.lastrowid
@@ -507,6 +526,53 @@ class SqliteStorage:
             (guild_id, member_id, limit),
         )
         return [job_record(row) for row in rows]
+
+    # --- leases -------------------------------------------------------------------------------
+    async def claim(
+        self, job_id: int, owner: str, lease_s: float, *, dead_owner: str | None = None
+    ) -> JobRecord | None:
+        """Take the job's lease if it is unfinished and free (nobody's, `owner`'s, `dead_owner`'s
+        or run out); the job, or None if it is final or another live process holds it."""
+        now = self._clock()
+        key = {
+            "id": job_id,
+            "owner": owner,
+            "dead": dead_owner,
+            "until": _utc_text(lease_expiry(owner, lease_s, now)),
+            "now": _utc_text(now),
+        }
+
+        def write(db: sqlite3.Connection) -> JobRecord | None:
+            if not db.execute(_CLAIM_SQL, key).rowcount:
+                return None
+            return _fetch_job(db, job_id)
+
+        return await self._write(write)
+
+    async def renew(self, job_ids: Collection[int], owner: str, lease_s: float) -> set[int]:
+        """Extend the leases `owner` still holds among `job_ids`; return those renewed."""
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        until = _utc_text(lease_expiry(owner, lease_s, self._clock()))
+        marks = ", ".join("?" for _ in ids)
+        sql = (
+            f"UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND id IN ({marks}) "
+            "RETURNING id"
+        )
+        rows = await self._write(lambda db: db.execute(sql, (until, owner, *ids)).fetchall())
+        return {row["id"] for row in rows}
+
+    async def release(self, job_id: int, owner: str) -> None:
+        """Give up the job's lease if `owner` holds it."""
+        await self._write(
+            partial(
+                _execute,
+                sql="UPDATE jobs SET lease_owner = NULL, lease_until = NULL "
+                "WHERE id = ? AND lease_owner = ?",
+                params=(job_id, owner),
+            )
+        )
 
     # --- budgets ------------------------------------------------------------------------------
     async def member_balance(self, guild_id: int, member_id: int) -> Balance:

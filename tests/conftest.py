@@ -1,6 +1,6 @@
 """Shared fixtures: a fake WaveSpeed API on loopback and a client pointed at it; the databases
-the storage tests run on (SQLite files, and schemas of their own on a PostgreSQL server); and a
-closing line that says how many PostgreSQL tests ran."""
+the storage tests run on (SQLite files, and schemas of their own on a PostgreSQL server) and a
+store opened on each; and a closing line that says how many PostgreSQL tests ran."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ import pytest
 
 from bot.testing.fake_wavespeed import FakeWaveSpeed
 from bot.wavespeed import PollPolicy, RetryPolicy, Timeouts, WaveSpeedClient
+from storage import PostgresStorage, SqliteStorage, open_storage
 from storage.postgres import PostgresTarget
 from tests.storage_backends import (
     BACKENDS,
+    POLICY,
     POSTGRES_URL,
+    START,
+    Clock,
     create_schema,
     drop_schema,
     in_ci,
@@ -101,6 +105,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "wanbot.db")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The clock of the `store` fixture's store, at START until a test moves it."""
+    return Clock(START)
+
+
+@pytest.fixture
+async def store(database_url: str, clock: Clock) -> AsyncIterator[SqliteStorage | PostgresStorage]:
+    """An empty store on each backend in turn (see `database_url`), with POLICY and `clock`."""
+    storage = await open_storage(database_url, POLICY, clock=clock)
+    yield storage
+    await storage.close()
 
 
 # --- how many PostgreSQL tests ran -------------------------------------------------------------

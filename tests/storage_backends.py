@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 from uuid import uuid4
@@ -23,6 +24,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
+from bot.domain.budget import BudgetPeriod, BudgetPolicy
 from storage import database_path, is_postgres_url
 from storage.postgres import PostgresTarget
 
@@ -36,10 +38,29 @@ CONNECT_TIMEOUT_S = 5.0
 # Each backend once: a test that takes `database_url` runs on both.
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
+# The budgets and the starting time of the stores the `store` fixture opens.
+POLICY = BudgetPolicy(
+    member_allowance=1_000_000, server_allowance=10_000_000, period=BudgetPeriod.DAY
+)
+START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
 # What a write the schema refuses raises: a constraint, or the ledger's append-only trigger.
 INTEGRITY_ERRORS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
 CHECK_FAILED = "CHECK|check constraint"
 NOT_UNIQUE = "UNIQUE|unique constraint"
+
+
+class Clock:
+    """A settable clock, so tests can cross period boundaries and let leases run out."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
 
 
 def in_ci() -> bool:

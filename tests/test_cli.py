@@ -395,3 +395,45 @@ async def test_audit_is_clean_after_use_and_names_a_tampered_balance(workspace: 
     drifted = await workspace.run("audit")
     assert drifted.code == 1
     assert "guild 0, the server" in drifted.out and "1 balance(s) differ" in drifted.err
+
+
+# --- several runs on one database --------------------------------------------------------------
+
+
+async def test_two_runs_at_once_finish_an_earlier_job_once(
+    workspace: Workspace, wavespeed_client: WaveSpeedClient
+) -> None:
+    """Two `generate` runs start together while an earlier run's job is still generating: its
+    lease gives it to one of them, which alone polls it, saves it and is charged for it."""
+    workspace.fake.next_task(processing_s=3.0)  # still generating while both runs start
+    policy = BudgetPolicy(5_000_000, 50_000_000, BudgetPeriod.MONTH)
+    storage = await open_storage(f"sqlite:///{workspace.database}", policy)
+    try:  # what a run stopped right after WaveSpeed accepted its job leaves: no lease held
+        request = GenerationRequest.parse(image="https://cdn.example/cat.png", prompt="earlier")
+        job = await storage.reserve(CLI_OWNER, request.model_dump_json(), request.price_micro, 2)
+        await storage.advance(job.id, JobState.SUBMITTING)
+        prediction = await wavespeed_client.submit(request.to_api_body())
+        await storage.advance(job.id, JobState.SUBMITTED, prediction_id=prediction.id)
+    finally:
+        await storage.close()
+
+    runs = await asyncio.gather(
+        *(
+            workspace.generate(workspace.image, "-o", f"run-{n}.mp4", max_jobs_per_member="5")
+            for n in range(2)
+        )
+    )
+
+    assert [run.code for run in runs] == [0, 0], [run.err for run in runs]
+    assert sorted("Finishing 1 job(s)" in run.out for run in runs) == [False, True]
+    assert (workspace.dir / f"wanbot-job-{job.id}.mp4").read_bytes()[4:8] == b"ftyp"
+    for n in range(2):
+        assert (workspace.dir / f"run-{n}.mp4").read_bytes()[4:8] == b"ftyp"
+    polls = [call.at for call in workspace.fake.calls("result") if prediction.id in call.path]
+    gaps = [polls[i] - polls[i - 1] for i in range(1, len(polls))]
+    assert min(gaps) >= float(FAST_POLL[1]) * 0.9, gaps  # one follower, never two at once
+    assert len(workspace.fake.submissions) == 3
+    ledger = await workspace.ledger()
+    earlier = [(entry.kind, entry.amount_micro) for entry in ledger if entry.job_id == job.id]
+    assert earlier == [("reserve", job.price_micro), ("charge", job.price_micro)]
+    assert sorted(entry.kind for entry in ledger) == ["charge"] * 3 + ["reserve"] * 3

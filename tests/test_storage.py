@@ -54,6 +54,9 @@ from tests.storage_backends import (
     CHECK_FAILED,
     INTEGRITY_ERRORS,
     NOT_UNIQUE,
+    POLICY,
+    START,
+    Clock,
     execute_raw,
     fetch_postgres,
 )
@@ -65,26 +68,9 @@ CHANNEL = 2002
 MEMBER = 3003
 OTHER = 3004
 PRICE = 125_000  # 5 s, 720p, silent
-POLICY = BudgetPolicy(
-    member_allowance=1_000_000, server_allowance=10_000_000, period=BudgetPeriod.DAY
-)
 PLENTY = 10**12
-START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 HOLD_UNTIL = START + timedelta(minutes=10)
 SECRET = "hunter2-7c1f0e"  # a database password distinctive enough to search every message for
-
-
-class Clock:
-    """A settable clock, so tests can cross period boundaries."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def owner(member_id: int = MEMBER, guild_id: int = GUILD) -> JobOwner:
@@ -92,21 +78,8 @@ def owner(member_id: int = MEMBER, guild_id: int = GUILD) -> JobOwner:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
 def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "wanbot.db")
-
-
-@pytest.fixture
-async def store(database_url: str, clock: Clock) -> AsyncIterator[Store]:
-    """An empty store on each backend in turn (see conftest's `database_url`)."""
-    storage = await open_storage(database_url, POLICY, clock=clock)
-    yield storage
-    await storage.close()
 
 
 async def reserve(

@@ -51,6 +51,8 @@ class JobRecord:
     submitted_at: datetime | None
     finished_at: datetime | None  # settled
     delivered_at: datetime | None  # the member saw the outcome (video, or why there is none)
+    lease_owner: str | None = None  # the process following the job (bot.leases), if any
+    lease_until: datetime | None = None  # its lease runs out then unless renewed
     settlement: Settlement | None = None
 
     @property

@@ -1,4 +1,10 @@
-"""Gateway websocket of the fake Discord: HELLO, heartbeats, IDENTIFY/READY, RESUME, dispatch."""
+"""Gateway websocket of the fake Discord: HELLO, heartbeats, IDENTIFY/READY, RESUME, dispatch.
+
+Sharding works like Discord's: an IDENTIFY with ``"shard": [id, count]`` gets READY and GUILD_CREATE
+only for the guilds with ``(guild_id >> 22) % count == id``, and a guild's events go only to the
+sessions of that shard (events without a guild to shard 0). An IDENTIFY without ``"shard"`` gets
+every guild. Two sessions may identify as the same shard; both then receive its events.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,28 @@ PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
 FINAL_CLOSE_CODES = (1000, 1001)
 
 
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard that receives a guild's events (Discord's formula)."""
+    return (guild_id >> 22) % shard_count
+
+
+def parse_shard(value: Any) -> tuple[int, int] | None:
+    """IDENTIFY's ``shard`` as (id, count); None when absent. ValueError when Discord would close
+    with 4010 Invalid shard."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+    ):
+        raise ValueError(f"shard must be [id, count], not {value!r}")
+    shard_id, count = value
+    if not 0 <= shard_id < count:
+        raise ValueError(f"shard id {shard_id} is not below the shard count {count}")
+    return shard_id, count
+
+
 @dataclass(eq=False)
 class GatewaySession:
     """One identified session; keeps its dispatches so a RESUME can replay what was missed."""
@@ -33,6 +61,16 @@ class GatewaySession:
     seq: int = 0
     frames: list[dict[str, Any]] = field(default_factory=list)
     ready: bool = False
+    #: (shard id, shard count) from IDENTIFY; None: the session receives every guild.
+    shard: tuple[int, int] | None = None
+
+    def receives(self, guild_id: int | None) -> bool:
+        """Whether this session gets the events of ``guild_id`` (None: not a guild's, e.g. a DM;
+        Discord sends those to shard 0)."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        return shard_id == (0 if guild_id is None else shard_of(guild_id, count))
 
 
 class Gateway:
@@ -100,7 +138,8 @@ class Gateway:
     async def identify(
         self, ws: web.WebSocketResponse, data: dict[str, Any]
     ) -> GatewaySession | None:
-        """IDENTIFY: check the token and intents, then READY and a GUILD_CREATE per guild."""
+        """IDENTIFY: check the token, intents and shard, then READY and a GUILD_CREATE per guild
+        of the session's shard."""
         if data.get("token") != self.fake.bot_token:
             await ws.close(code=4004, message=b"Authentication failed.")
             return None
@@ -111,20 +150,27 @@ class Gateway:
         if intents & PRIVILEGED_INTENTS & ~self.fake.privileged_intents:
             await ws.close(code=4014, message=b"Disallowed intent(s).")
             return None
-        session = GatewaySession(id=secrets.token_hex(16), intents=intents, ws=ws)
+        try:
+            shard = parse_shard(data.get("shard"))
+        except ValueError:
+            await ws.close(code=4010, message=b"Invalid shard.")
+            return None
+        session = GatewaySession(id=secrets.token_hex(16), intents=intents, ws=ws, shard=shard)
         self.sessions[session.id] = session
-        await self.dispatch_to(session, "READY", self.ready_payload(session, data.get("shard")))
+        await self.dispatch_to(session, "READY", self.ready_payload(session))
         for guild in self.fake.guilds.values():
-            await self.dispatch_to(session, "GUILD_CREATE", guild.to_payload(gateway=True))
+            if session.receives(guild.id):
+                await self.dispatch_to(session, "GUILD_CREATE", guild.to_payload(gateway=True))
         session.ready = True
         return session
 
-    def ready_payload(self, session: GatewaySession, shard: list[int] | None) -> dict[str, Any]:
-        """READY: guilds as unavailable stubs, the session and where to resume it."""
+    def ready_payload(self, session: GatewaySession) -> dict[str, Any]:
+        """READY: the shard's guilds as unavailable stubs, the session and where to resume it."""
+        guilds = [gid for gid in self.fake.guilds if session.receives(gid)]
         payload: dict[str, Any] = {
             "v": 10,
             "user": self.fake.bot_user,
-            "guilds": [{"id": str(gid), "unavailable": True} for gid in self.fake.guilds],
+            "guilds": [{"id": str(gid), "unavailable": True} for gid in guilds],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.fake.gateway_url,
@@ -135,8 +181,8 @@ class Gateway:
             "private_channels": [],
             "relationships": [],
         }
-        if shard is not None:
-            payload["shard"] = shard
+        if session.shard is not None:
+            payload["shard"] = list(session.shard)
         return payload
 
     async def resume(
@@ -168,9 +214,14 @@ class Gateway:
         await self.dispatch("GUILD_MEMBERS_CHUNK", chunk)
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send an event to every live session (buffered for sessions that are reconnecting)."""
-        for session in self.live_sessions:
+        """Send an event to every live session of the shard of its ``guild_id`` (buffered for
+        sessions that are reconnecting)."""
+        for session in self.sessions_for(_guild_id(data)):
             await self.dispatch_to(session, event, data)
+
+    def sessions_for(self, guild_id: int | None) -> list[GatewaySession]:
+        """Live sessions that receive the events of ``guild_id`` (None: events of no guild)."""
+        return [s for s in self.live_sessions if s.receives(guild_id)]
 
     async def dispatch_to(self, session: GatewaySession, event: str, data: dict[str, Any]) -> None:
         """One op 0 frame with the session's next sequence number."""
@@ -195,6 +246,12 @@ class Gateway:
     async def send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
         """Send a frame as a text message."""
         await ws.send_str(json.dumps(frame))
+
+
+def _guild_id(data: dict[str, Any]) -> int | None:
+    """The guild an event belongs to, from its ``guild_id`` field."""
+    guild_id = data.get("guild_id")
+    return None if guild_id is None else int(guild_id)
 
 
 def redact(frame: dict[str, Any]) -> dict[str, Any]:

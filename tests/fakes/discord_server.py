@@ -18,6 +18,9 @@ Beyond Discord's own checks the fake can misbehave on request: 429s (:meth:`inje
 errors, late or held answers (:meth:`fail_next`, :meth:`delay_next`, :meth:`hold_next`), and
 deleted channels (:meth:`delete_channel`). It records who each message pings and whether the bot
 said which mentions it allows (:attr:`sends`, :meth:`sends_without_allowed_mentions`).
+
+Bots may run gateway shards: each shard's session gets only its guilds and their events (see
+:mod:`tests.fakes.discord_gateway`); GET /gateway/bot recommends ``recommended_shards``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import discord
 import yarl
 from aiohttp import web
 
-from tests.fakes.discord_gateway import Gateway
+from tests.fakes.discord_gateway import Gateway, shard_of
 from tests.fakes.discord_models import (
     ADMINISTRATOR,
     EPHEMERAL,
@@ -137,8 +140,12 @@ class FakeDiscord:
         ack_deadline_s: float = 3.0,
         privileged_intents: int = 0,
         nonce_window_s: float = NONCE_WINDOW_S,
+        recommended_shards: int = 1,
     ) -> None:
         """``privileged_intents``: privileged intent bits switched on in the "developer portal".
+
+        ``recommended_shards``: the shard count GET /gateway/bot recommends (what an
+        ``AutoShardedClient`` without ``shard_count`` runs).
 
         ``nonce_window_s``: how long an ``enforce_nonce`` create finds an earlier message with the
         same nonce (Discord: "in the past few minutes"); an attribute, so tests may change it.
@@ -151,6 +158,7 @@ class FakeDiscord:
         self.ack_deadline_s = ack_deadline_s
         self.privileged_intents = privileged_intents
         self.nonce_window_s = nonce_window_s
+        self.recommended_shards = recommended_shards
         self.clock = Clock()
         self.notifier = Notifier()
         self._ids = Snowflakes(self.clock)
@@ -674,13 +682,20 @@ class FakeDiscord:
         """Open gateway connections."""
         return len(self.gateway.connections)
 
-    async def wait_ready(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Wait until a client identified and got READY and every GUILD_CREATE."""
+    async def wait_ready(
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109
+        *,
+        sessions: int = 1,
+    ) -> None:
+        """Wait until ``sessions`` connected sessions (e.g. one per shard) identified and got READY
+        and every GUILD_CREATE of their shard."""
 
         def ready() -> bool:
-            return any(s.ready and s.ws is not None for s in self.gateway.sessions.values())
+            live = [s for s in self.gateway.sessions.values() if s.ready and s.ws is not None]
+            return len(live) >= sessions
 
-        await self.notifier.wait_for(ready, timeout, "a READY gateway session")
+        await self.notifier.wait_for(ready, timeout, f"{sessions} READY gateway session(s)")
 
     async def wait_disconnected(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Wait until no client is connected to the gateway."""
@@ -1054,9 +1069,9 @@ class FakeDiscord:
         message: FakeMessage | None = None,
     ) -> FakeInteraction:
         """``permissions`` None: what the member's roles give (the owner: everything)."""
-        if not self.gateway.live_sessions:
-            raise RuntimeError("no bot is connected to the fake gateway")
         guild = self.guilds[channel.guild_id or 0]
+        if not self.gateway.sessions_for(guild.id):
+            raise RuntimeError(f"no bot is connected to the fake gateway for guild {guild.id}")
         if permissions is None:
             permissions = guild.base_permissions(member)
         bot_permissions = self.bot_permissions(channel)
@@ -1139,7 +1154,7 @@ async def running_bot(
     guild_ready_timeout: float = 0.05,
 ) -> AsyncIterator[ClientT]:
     """Log a bot in against ``fake`` (running its ``setup_hook``), connect, wait until it is ready
-    and has every guild, yield it, then close it.
+    and has every guild of its shards, yield it, then close it.
 
     discord.py fires ``on_ready`` only after ``guild_ready_timeout`` (2 s by default) passes without
     a GUILD_CREATE; the fake sends them all right after READY, so this waits ``guild_ready_timeout``
@@ -1178,9 +1193,22 @@ async def _wait_until_ready(bot: discord.Client, connection: asyncio.Task[None])
 
 async def _wait_for_guilds(bot: discord.Client, fake: FakeDiscord) -> None:
     """A GUILD_CREATE processed after ``on_ready`` still counts (it then fires guild_available)."""
+    shards = _shards_run_by(bot)
+    expected = [
+        gid for gid in fake.guilds if shards is None or shard_of(gid, shards[1]) in shards[0]
+    ]
 
     def missing() -> bool:
-        return any(g is None or g.unavailable for g in map(bot.get_guild, fake.guilds))
+        return any(g is None or g.unavailable for g in map(bot.get_guild, expected))
 
     while missing():
         await bot.wait_for("guild_available")
+
+
+def _shards_run_by(bot: discord.Client) -> tuple[set[int], int] | None:
+    """The shard ids a connected bot runs and the shard count; None when it is not sharded."""
+    if bot.shard_count is None:
+        return None
+    if isinstance(bot, discord.AutoShardedClient):
+        return set(bot.shards), bot.shard_count
+    return {bot.shard_id or 0}, bot.shard_count
