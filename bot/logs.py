@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 
 MASK = "[redacted]"
+# An interaction's token in a webhook or callback URL (discord.py logs these at DEBUG): each
+# interaction has its own, valid 15 minutes, so it is masked by where it stands.
+_INTERACTION_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/?#\s'\"]+")
 
 
 class RedactSecrets(logging.Filter):
-    """Replace any secret value that reaches a log record with a mask."""
+    """Replace any secret value that reaches a log record with a mask, and any interaction
+    token in a URL."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -17,7 +22,7 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = message
+        masked = _INTERACTION_TOKEN.sub(rf"\g<1>{MASK}", message)
         for secret in self._secrets:
             masked = masked.replace(secret, MASK)
         if masked != message:

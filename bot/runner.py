@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bot import wavespeed as ws
-from bot.domain.job import STAGE_OF_STATUS, JobOwner, JobRecord, Stage
+from bot.domain.job import STAGE_OF_STATUS, InteractionToken, JobOwner, JobRecord, Stage
 from bot.domain.lifecycle import FailureKind, JobState
 from bot.domain.media import MediaFile
 from bot.domain.outcomes import JobFailure, failure
@@ -143,9 +143,16 @@ class JobRunner:
         self._renewing: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
 
-    async def reserve(self, owner: JobOwner, request: GenerationRequest) -> JobRecord:
+    async def reserve(
+        self,
+        owner: JobOwner,
+        request: GenerationRequest,
+        *,
+        interaction: InteractionToken | None = None,
+    ) -> JobRecord:
         """Write the job, leased to this runner, and hold its price. Raises BudgetExceeded or
-        TooManyJobs, writing nothing."""
+        TooManyJobs, writing nothing. `interaction`: the token the job was asked through, kept
+        with it so that whichever process follows the job can answer through it."""
         return await self._storage.reserve(
             owner,
             request.model_dump_json(),
@@ -153,6 +160,7 @@ class JobRunner:
             self._max_jobs,
             lease_owner=self.owner_id,
             lease_s=self._lease_s,
+            interaction=interaction,
         )
 
     def run(

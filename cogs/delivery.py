@@ -1,11 +1,14 @@
 """DiscordDelivery: shows a job's progress and outcome in Discord.
 
 While the interaction token is fresh it edits the member's private status message and posts the
-video as a follow-up. Tokens live 15 minutes (Discord's interaction docs), and a restart loses
-them, so every post falls back: follow-up → channel message → direct message; a failure notice
-falls back further, to the server's log channel. Channel and direct messages carry a nonce that
-Discord enforces, so a post repeated after a restart is answered with the first one, and a
-restarted job first looks for its post in the channel before posting again.
+video as a follow-up. The token is kept with the job (storage), so whichever process follows the
+job — the one that took the command, another that took the job over, or either after a restart —
+answers through the same interaction; REST needs no shard. Tokens live 15 minutes (Discord's
+interaction docs), so every post falls back: follow-up → channel message → direct message; a
+failure notice falls back further, to the server's log channel. A token Discord refuses is
+forgotten, in memory and in the database. Channel and direct messages carry a nonce that Discord
+enforces, so a post repeated after a restart is answered with the first one, and a restarted job
+first looks for its post in the channel before posting again.
 
 Every message states its allowed mentions: at most the member who asked is pinged.
 """
@@ -17,12 +20,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import discord
 
-from bot.domain.job import JobRecord, Stage
+from bot.domain.job import InteractionToken, JobRecord, Stage
 from bot.domain.lifecycle import Settlement
 from bot.domain.outcomes import JobFailure
 from bot.domain.pricing import format_usd
@@ -37,15 +41,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TOKEN_SAFE_S = 14 * 60.0  # interaction tokens die after 15 minutes; leave a minute of margin
+TOKEN_MARGIN = timedelta(minutes=1)  # stop using a token this long before it dies
 EDIT_INTERVAL_S = 5.0  # at most one progress edit per job this often (Discord rate limits)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 DM_UPLOAD_LIMIT = DEFAULT_UPLOAD_LIMIT
 TOKEN_ERRORS = (50027, 10015, 10062)  # invalid webhook token, unknown webhook, unknown interaction
+ORIGINAL = "@original"  # the message id of an interaction's response, in its webhook's routes
 HISTORY_LOOKBACK = 100  # messages read when looking for a post an earlier run may have made
 # What can go wrong sending to Discord: its errors, and the connection itself.
 SEND_ERRORS = (discord.HTTPException, aiohttp.ClientError, TimeoutError)
 NO_MENTIONS = discord.AllowedMentions.none()
+T = TypeVar("T")
 
 
 def member_only(member_id: int) -> discord.AllowedMentions:
@@ -99,6 +105,48 @@ class Outgoing:
         return replace(self, text=text, view=None)
 
 
+class InteractionLink:
+    """The member's interaction, as a delivery uses it: its webhook (the interaction's token) to
+    edit the private status and send follow-ups, until the token expires. Made from the
+    interaction in hand, or from the token stored with the job — the same requests either way."""
+
+    def __init__(self, webhook: discord.Webhook, expires_at: datetime, upload_limit: int) -> None:
+        self._webhook = webhook
+        self.expires_at = expires_at
+        self.upload_limit = upload_limit
+
+    @classmethod
+    def of_interaction(cls, interaction: discord.Interaction) -> InteractionLink:
+        return cls(interaction.followup, interaction.expires_at, interaction.filesize_limit)
+
+    @classmethod
+    def of_token(cls, bot: WanBot, token: InteractionToken, upload_limit: int) -> InteractionLink:
+        # What discord.py's Interaction.followup builds: an application webhook (which may send
+        # ephemeral messages) bound to the bot's state (so result buttons are dispatched).
+        # Webhook.partial would make an incoming webhook, which can't.
+        webhook = discord.Webhook.from_state(
+            {"id": token.application_id, "type": 3, "token": token.token},
+            state=bot._connection,
+        )
+        return cls(webhook, token.expires_at, upload_limit)
+
+    def usable(self) -> bool:
+        """Whether the token still has time to be used (by the bot's clock)."""
+        return discord.utils.utcnow() < self.expires_at - TOKEN_MARGIN
+
+    async def edit_status(self, text: str) -> None:
+        """Replace the private status message (the interaction's response)."""
+        await self._webhook.edit_message(
+            ORIGINAL,  # type: ignore[arg-type]  # the route takes this in place of an id
+            content=text,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    async def follow_up(self, message: dict[str, Any], *, ephemeral: bool) -> discord.Message:
+        """Send a follow-up message (`message`: `send`'s arguments, mentions included)."""
+        return await self._webhook.send(wait=True, ephemeral=ephemeral, **message)
+
+
 class DiscordDelivery:
     """Implements bot.runner.Delivery for one job."""
 
@@ -110,11 +158,25 @@ class DiscordDelivery:
         result_view: Callable[[int], discord.ui.View],
     ) -> None:
         self.bot = bot
-        self.interaction = interaction
+        # how to reach the member's interaction; None without one, or once it is gone
+        self._link = None if interaction is None else InteractionLink.of_interaction(interaction)
         self._result_view = result_view
         self._last_edit = float("-inf")
         self._last_stage: Stage | None = None
         self._withheld = False
+
+    @classmethod
+    def for_job(
+        cls, bot: WanBot, job: JobRecord, *, result_view: Callable[[int], discord.ui.View]
+    ) -> DiscordDelivery:
+        """A delivery for a job followed without its interaction in hand (resumed after a
+        restart, or taken over from another process): it answers through the interaction token
+        stored with the job while that lasts."""
+        delivery = cls(bot, result_view=result_view)
+        if job.interaction is not None:
+            limit = _upload_limit(bot, job)
+            delivery._link = InteractionLink.of_token(bot, job.interaction, limit)
+        return delivery
 
     async def open(self, job: JobRecord, text: str) -> None:
         """Show the first status (before the runner starts reporting)."""
@@ -151,18 +213,16 @@ class DiscordDelivery:
         )
         if self._withheld:  # only the member may see it: privately, or in a direct message
             private = replace(outgoing, view=None)
-            message = await self._first_that_works(
-                job, [self._private_followup(job, private), self._direct(job, private)]
-            )
+            followup = self._followup(job, private, ephemeral=True)
+            others = [self._direct(job, private)]
         else:
-            message = await self._first_that_works(
-                job,
-                [
-                    self._followup(job, outgoing),
-                    self._channel(job, outgoing),
-                    self._direct(job, outgoing),
-                ],
-            )
+            followup = self._followup(job, outgoing)
+            others = [self._channel(job, outgoing), self._direct(job, outgoing)]
+        # A repeated attempt (an earlier one may have landed unseen: find_post found nothing,
+        # perhaps unable to read the channel) skips the follow-up: only channel and direct
+        # messages carry the nonce that Discord answers a repeat with.
+        routes = [followup, *others] if job.post_attempts <= 1 else others
+        message = await self._first_that_works(job, routes)
         return Posted(message.channel.id, message.id)
 
     async def find_post(self, job: JobRecord) -> Posted | None:
@@ -207,30 +267,18 @@ class DiscordDelivery:
         await self._tell_admins(job, texts.undecided_notice(job, candidate_ids))
 
     # --- routes: each sends one message, or raises ---------------------------------------------
-    def _followup(self, job: JobRecord, outgoing: Outgoing) -> Route:
+    def _followup(self, job: JobRecord, outgoing: Outgoing, *, ephemeral: bool = False) -> Route:
         async def send() -> discord.Message:
-            interaction = self._fresh_interaction()
-            message = outgoing.within(interaction.filesize_limit).kwargs(job.member_id)
-            return await self._with_token(interaction.followup.send(wait=True, **message))
+            link = self._fresh_link()
+            message = outgoing.within(link.upload_limit).kwargs(job.member_id)
+            return await self._with_token(job, link.follow_up(message, ephemeral=ephemeral))
 
-        return Route("follow-up", send)
-
-    def _private_followup(self, job: JobRecord, outgoing: Outgoing) -> Route:
-        async def send() -> discord.Message:
-            interaction = self._fresh_interaction()
-            message = outgoing.within(interaction.filesize_limit).kwargs(job.member_id)
-            return await self._with_token(
-                interaction.followup.send(wait=True, ephemeral=True, **message)
-            )
-
-        return Route("private follow-up", send)
+        return Route("private follow-up" if ephemeral else "follow-up", send)
 
     def _channel(self, job: JobRecord, outgoing: Outgoing) -> Route:
         async def send() -> discord.Message:
-            guild = self.bot.get_guild(job.guild_id)
-            limit = guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT
             channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            message = outgoing.within(limit).kwargs(job.member_id)
+            message = outgoing.within(_upload_limit(self.bot, job)).kwargs(job.member_id)
             return await channel.send(nonce=post_nonce(job.id), **message)
 
         return Route("channel message", send)
@@ -257,24 +305,25 @@ class DiscordDelivery:
         raise Undeliverable("; ".join(errors) or "no route")
 
     # --- helpers -------------------------------------------------------------------------------
-    def _fresh_interaction(self) -> discord.Interaction:
-        """The interaction while its token can be used, else _NoToken."""
-        if self.interaction is None:
+    def _fresh_link(self) -> InteractionLink:
+        """The member's interaction while its token can be used, else _NoToken."""
+        if self._link is None or not self._link.usable():
             raise _NoToken
-        age = (discord.utils.utcnow() - self.interaction.created_at).total_seconds()
-        if age >= TOKEN_SAFE_S:
-            raise _NoToken
-        return self.interaction
+        return self._link
 
-    async def _with_token(self, request: Awaitable[discord.Message]) -> discord.Message:
+    async def _with_token(self, job: JobRecord, request: Awaitable[T]) -> T:
         """Await a request made with the interaction token, forgetting a token Discord no
-        longer accepts (so later steps go straight to the bot's own routes)."""
+        longer accepts, here and in the job (so later steps, and any process that follows the
+        job next, go straight to the bot's own routes)."""
         try:
             return await request
         except discord.HTTPException as error:
             if error.code in TOKEN_ERRORS or error.status == 401:
-                log.info("interaction token no longer valid; using channel messages")
-                self.interaction = None
+                log.info(
+                    "job %s: interaction token no longer valid; using channel messages", job.id
+                )
+                self._link = None
+                await self.bot.services.storage.forget_interaction(job.id)
             raise
 
     def _channel_is_nsfw(self, job: JobRecord) -> bool:
@@ -285,10 +334,8 @@ class DiscordDelivery:
     async def _edit_status(self, job: JobRecord, text: str) -> bool:
         """Edit the private status message while the token lives; False when that can't be done."""
         try:
-            interaction = self._fresh_interaction()
-            await self._with_token(
-                interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
-            )
+            link = self._fresh_link()
+            await self._with_token(job, link.edit_status(text))
             return True
         except _NoToken:
             return False
@@ -338,6 +385,12 @@ class DiscordDelivery:
             await channel.send(text, allowed_mentions=NO_MENTIONS)
         except SEND_ERRORS as error:
             log.error("guild %s: could not reach the log channel: %s", job.guild_id, error)
+
+
+def _upload_limit(bot: WanBot, job: JobRecord) -> int:
+    """The job's server's upload limit, as far as this process knows it."""
+    guild = bot.get_guild(job.guild_id)
+    return guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot.domain.access import check_access
 from bot.domain.budget import CLI_GUILD_ID, BudgetError
-from bot.domain.job import JobOwner, JobRecord, Stage
+from bot.domain.job import InteractionToken, JobOwner, JobRecord, Stage
 from bot.domain.media import (
     MAX_AUDIO_BYTES,
     MAX_IMAGE_BYTES,
@@ -133,15 +133,21 @@ class VideoCog(commands.Cog, name="Video"):
 
     async def _resume_when_ready(self) -> None:
         """Once connected, follow what a previous run left unfinished, and from then on the jobs
-        of any process that died (delivered by channel); the runner stops watching on close."""
+        of any process that died (through the interaction token kept with each job while it
+        lasts, then the channel); the runner stops watching on close."""
         await self.bot.wait_until_ready()
         self.bot.services.runner.watch(
-            lambda job: self.delivery(), include=lambda job: job.guild_id != CLI_GUILD_ID
+            self.delivery_for_job, include=lambda job: job.guild_id != CLI_GUILD_ID
         )
 
     def delivery(self, interaction: discord.Interaction | None = None) -> DiscordDelivery:
         """A Delivery that reports through `interaction` while it lasts, then the channel."""
         return DiscordDelivery(self.bot, interaction, result_view=result_view)
+
+    def delivery_for_job(self, job: JobRecord) -> DiscordDelivery:
+        """A Delivery for a job followed without its interaction in hand (resumed, or taken
+        over): it reports through the interaction token stored with the job while it lasts."""
+        return DiscordDelivery.for_job(self.bot, job, result_view=result_view)
 
     @app_commands.command(name="video", description="Turn a picture into a short video")
     @app_commands.guild_only()
@@ -252,8 +258,12 @@ class VideoCog(commands.Cog, name="Video"):
         owner = JobOwner(interaction.guild_id, interaction.channel_id, interaction.user.id)
         delivery = self.delivery(interaction)
         runner = self.bot.services.runner
+        # kept with the job, so that whichever process follows it can answer through it
+        token = InteractionToken(
+            interaction.application_id, interaction.token, interaction.expires_at
+        )
         try:
-            job = await runner.reserve(owner, request)
+            job = await runner.reserve(owner, request, interaction=token)
         except BudgetError as error:
             await interaction.edit_original_response(
                 content=f"⚠️ {texts.refusal_text(error)}", allowed_mentions=NO_MENTIONS

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from typing import Protocol
 
 from bot.domain.budget import Balance
-from bot.domain.job import JobOwner, JobRecord, LedgerEntry, MemberUsage
+from bot.domain.job import InteractionToken, JobOwner, JobRecord, LedgerEntry, MemberUsage
 from bot.domain.lifecycle import JobState
 
 
@@ -25,17 +25,25 @@ class Storage(Protocol):
         *,
         lease_owner: str | None = None,
         lease_s: float = 0.0,
+        interaction: InteractionToken | None = None,
     ) -> JobRecord:
         """Check both budgets and the in-flight limit, then write the job and its reserve row,
         all in one transaction. Raises BudgetExceeded / TooManyJobs, writing nothing. With
         `lease_owner` the job is written already leased to it for `lease_s` seconds, so no other
-        process can claim it before its first step."""
+        process can claim it before its first step. With `interaction` the job keeps the token
+        of the interaction it was asked through, until it reaches a final state (`advance`
+        clears it then) or `forget_interaction`."""
         ...
 
     async def advance(self, job_id: int, to: JobState, **changes: object) -> JobRecord:
         """Move a job to `to`, with the columns that go with the move, and write the ledger row
-        that the move settles (bot.domain.lifecycle), all in one transaction. Raises
-        IllegalTransition, changing nothing, when the lifecycle does not allow the move."""
+        that the move settles (bot.domain.lifecycle), all in one transaction; entering a final
+        state clears the job's interaction token. Raises IllegalTransition, changing nothing,
+        when the lifecycle does not allow the move."""
+        ...
+
+    async def forget_interaction(self, job_id: int) -> None:
+        """Clear the job's interaction token (Discord refused it; no state change)."""
         ...
 
     async def set_wavespeed_status(self, job_id: int, wavespeed_status: str) -> None:

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 from bot.domain.budget import SERVER_SCOPE_MEMBER_ID
-from bot.domain.job import JobRecord, LedgerEntry
+from bot.domain.job import InteractionToken, JobRecord, LedgerEntry
 from bot.domain.lifecycle import IN_PROGRESS, FailureKind, JobState, Settlement
 
 # A job's columns, in JobRecord's order; `settlement` comes from the ledger, not the jobs table.
@@ -30,6 +30,7 @@ JOB_DATETIMES = (
     "finished_at",
     "delivered_at",
     "lease_until",
+    "interaction_expires_at",
 )
 # The states counted against a member's in-progress limit, as stored.
 IN_PROGRESS_VALUES = tuple(sorted(state.value for state in IN_PROGRESS))
@@ -60,6 +61,11 @@ STAMPS_ON_ENTERING: dict[JobState, tuple[str, ...]] = {
     JobState.FAILED: ("finished_at",),
     JobState.CLOSED: ("delivered_at",),
 }
+
+# The interaction a job was asked for (a credential): written with the reservation, cleared when
+# the job reaches a final state so that it does not linger in the database.
+INTERACTION_COLUMNS = ("interaction_app_id", "interaction_token", "interaction_expires_at")
+CLEARS_INTERACTION = frozenset({JobState.DELIVERED, JobState.CLOSED})
 
 _MIGRATION_FILE = re.compile(r"(\d+)_\w+\.sql")
 
@@ -98,12 +104,23 @@ def lease_expiry(owner: str, lease_s: float, now: datetime) -> datetime:
 
 def move_columns(to: JobState, changes: Mapping[str, object], now: datetime) -> dict[str, object]:
     """The columns a move into `to` writes: the state, the caller's `changes` (only those a move
-    may set, else ValueError) and the stamps of entering `to`."""
+    may set, else ValueError), the stamps of entering `to`, and on entering a final state the
+    interaction token cleared."""
     unknown = set(changes) - MOVABLE_COLUMNS
     if unknown:
         raise ValueError(f"not a column a move may set: {', '.join(sorted(unknown))}")
     stamps = dict.fromkeys(STAMPS_ON_ENTERING.get(to, ()), now)
-    return {"state": to.value, **changes, **stamps}
+    cleared = dict.fromkeys(INTERACTION_COLUMNS if to in CLEARS_INTERACTION else ())
+    return {"state": to.value, **changes, **stamps, **cleared}
+
+
+def interaction_values(
+    interaction: InteractionToken | None,
+) -> tuple[int | None, str | None, datetime | None]:
+    """The INTERACTION_COLUMNS' values for a job asked through `interaction` (or none)."""
+    if interaction is None:
+        return (None, None, None)
+    return (interaction.application_id, interaction.token, interaction.expires_at)
 
 
 def job_record(values: Mapping[str, Any]) -> JobRecord:

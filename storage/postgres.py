@@ -38,7 +38,7 @@ from bot.domain.budget import (
     period_key,
     period_resets_at,
 )
-from bot.domain.job import JobOwner, JobRecord, LedgerEntry, MemberUsage
+from bot.domain.job import InteractionToken, JobOwner, JobRecord, LedgerEntry, MemberUsage
 from bot.domain.lifecycle import (
     IllegalTransition,
     JobState,
@@ -48,9 +48,11 @@ from bot.domain.lifecycle import (
 )
 from storage.common import (
     IN_PROGRESS_VALUES,
+    INTERACTION_COLUMNS,
     JOB_COLUMNS,
     LEDGER_COLUMNS,
     audit_line,
+    interaction_values,
     job_record,
     lease_expiry,
     ledger_entry,
@@ -121,8 +123,9 @@ SELECT count(*) FROM jobs WHERE guild_id = $1 AND member_id = $2 AND state = ANY
 _INSERT_JOB_SQL = f"""
 WITH job AS (
     INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro, period_key,
-                      state, created_at, lease_owner, lease_until)
-    VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $9)
+                      state, created_at, lease_owner, lease_until,
+                      interaction_app_id, interaction_token, interaction_expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $9, $10, $11, $12)
     RETURNING {_JOB_LIST}
 ), reserve AS (
     INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, job_id, created_at)
@@ -440,10 +443,12 @@ class PostgresStorage:
         *,
         lease_owner: str | None = None,
         lease_s: float = 0.0,
+        interaction: InteractionToken | None = None,
     ) -> JobRecord:
         """Check the in-flight limit and the member and server budgets, then write the job and
         its reserve row, all in one transaction; with `lease_owner`, leased to it for `lease_s`
-        seconds. Raises TooManyJobs / BudgetExceeded, writing nothing."""
+        seconds; with `interaction`, keeping its token. Raises TooManyJobs / BudgetExceeded,
+        writing nothing."""
         require_micro(price_micro, "price", minimum=0)
         require_member(owner.member_id)
         now = self._clock()
@@ -472,6 +477,7 @@ class PostgresStorage:
                 now,
                 lease_owner,
                 lease_until,
+                *interaction_values(interaction),
             )
             return job_record(row)
 
@@ -500,6 +506,11 @@ class PostgresStorage:
             if settlement is not None and job.settlement is None:
                 await self._settle(conn, job, settlement, now)
             return job_record({**row, "settlement": job.settlement or settlement})
+
+    async def forget_interaction(self, job_id: int) -> None:
+        """Clear the job's interaction token (Discord refused it; no state change)."""
+        cleared = ", ".join(f"{name} = NULL" for name in INTERACTION_COLUMNS)
+        await self._pool.execute(f"UPDATE jobs SET {cleared} WHERE id = $1", job_id)
 
     async def set_wavespeed_status(self, job_id: int, wavespeed_status: str) -> None:
         """Remember the last status WaveSpeed reported (no state change)."""

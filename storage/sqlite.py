@@ -29,7 +29,7 @@ from bot.domain.budget import (
     period_key,
     period_resets_at,
 )
-from bot.domain.job import JobOwner, JobRecord, LedgerEntry, MemberUsage
+from bot.domain.job import InteractionToken, JobOwner, JobRecord, LedgerEntry, MemberUsage
 from bot.domain.lifecycle import (
     IllegalTransition,
     JobState,
@@ -39,9 +39,11 @@ from bot.domain.lifecycle import (
 )
 from storage.common import (
     IN_PROGRESS_VALUES,
+    INTERACTION_COLUMNS,
     JOB_COLUMNS,
     LEDGER_COLUMNS,
     audit_line,
+    interaction_values,
     job_record,
     lease_expiry,
     ledger_entry,
@@ -398,15 +400,18 @@ class SqliteStorage:
         *,
         lease_owner: str | None = None,
         lease_s: float = 0.0,
+        interaction: InteractionToken | None = None,
     ) -> JobRecord:
         """Check the in-flight limit and the member and server budgets, then write the job and
         its reserve row, all in one transaction; with `lease_owner`, leased to it for `lease_s`
-        seconds. Raises TooManyJobs / BudgetExceeded, writing nothing."""
+        seconds; with `interaction`, keeping its token. Raises TooManyJobs / BudgetExceeded,
+        writing nothing."""
         require_micro(price_micro, "price", minimum=0)
         require_member(owner.member_id)
         now = self._clock()
         period = period_key(now, self._policy.period)
         lease_until = None if lease_owner is None else lease_expiry(lease_owner, lease_s, now)
+        app_id, token, expires_at = interaction_values(interaction)
         marks = ", ".join("?" for _ in IN_PROGRESS_VALUES)
 
         def write(db: sqlite3.Connection) -> JobRecord:
@@ -421,8 +426,9 @@ class SqliteStorage:
             cursor = db.execute(
                 """
                 INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro,
-                                  period_key, state, created_at, lease_owner, lease_until)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                  period_key, state, created_at, lease_owner, lease_until,
+                                  interaction_app_id, interaction_token, interaction_expires_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
                     owner.guild_id,
@@ -435,6 +441,9 @@ class SqliteStorage:
                     _utc_text(now),
                     lease_owner,
                     None if lease_until is None else _utc_text(lease_until),
+                    app_id,
+                    token,
+                    None if expires_at is None else _utc_text(expires_at),
                 ),
             )
             job_id = cursor.lastrowid
@@ -489,6 +498,12 @@ class SqliteStorage:
             return _fetch_job(db, job_id)
 
         return await self._write(write)
+
+    async def forget_interaction(self, job_id: int) -> None:
+        """Clear the job's interaction token (Discord refused it; no state change)."""
+        await self._write(
+            partial(_set_columns, job_id=job_id, columns=dict.fromkeys(INTERACTION_COLUMNS))
+        )
 
     async def set_wavespeed_status(self, job_id: int, wavespeed_status: str) -> None:
         """Remember the last status WaveSpeed reported (no state change)."""

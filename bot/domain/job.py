@@ -5,7 +5,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -19,6 +19,17 @@ class JobOwner:
     guild_id: int
     channel_id: int
     member_id: int
+
+
+@dataclass(frozen=True)
+class InteractionToken:
+    """What lets any process answer through a member's interaction (edit the private status,
+    send follow-ups) while Discord still accepts it. The token is a credential: it is never
+    shown in a repr or a log line."""
+
+    application_id: int
+    token: str = field(repr=False)
+    expires_at: datetime  # aware: 15 minutes after the interaction was created
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,29 @@ class JobRecord:
     delivered_at: datetime | None  # the member saw the outcome (video, or why there is none)
     lease_owner: str | None = None  # the process following the job (bot.leases), if any
     lease_until: datetime | None = None  # its lease runs out then unless renewed
+    # The interaction the job was asked for, while a final state has not cleared it (all three
+    # set, or none): any process following the job answers through it until it expires.
+    interaction_app_id: int | None = None
+    interaction_token: str | None = field(default=None, repr=False)  # a credential: not shown
+    interaction_expires_at: datetime | None = None
     settlement: Settlement | None = None
 
     @property
     def owner(self) -> JobOwner:
         return JobOwner(self.guild_id, self.channel_id, self.member_id)
+
+    @property
+    def interaction(self) -> InteractionToken | None:
+        """The stored interaction token, if any (expired or not)."""
+        if (
+            self.interaction_app_id is None
+            or self.interaction_token is None
+            or self.interaction_expires_at is None
+        ):
+            return None
+        return InteractionToken(
+            self.interaction_app_id, self.interaction_token, self.interaction_expires_at
+        )
 
 
 @dataclass(frozen=True)
