@@ -182,7 +182,10 @@ class JobRunner:
         """
         count = 0
         for job in await self._storage.unfinished_jobs():
-            if job.id in self._tasks or not include(job):
+            # A job leased to this runner but not followed yet was just reserved: its run() is
+            # about to start it (leases of ended tasks are released, so nothing else is left).
+            mine = job.lease_owner == self.owner_id
+            if job.id in self._tasks or mine or not include(job):
                 continue
             claimed = await self._claim(job)
             # a resume running alongside (a watch) may have taken it while this one claimed

@@ -269,10 +269,14 @@ class VideoCog(commands.Cog, name="Video"):
                 content=f"⚠️ {texts.refusal_text(error)}", allowed_mentions=NO_MENTIONS
             )
             return
-        balance = await self.bot.services.storage.member_balance(owner.guild_id, owner.member_id)
-        status = texts.status_text(request, job.price_micro, balance, Stage.UPLOADING, 0.0)
-        await delivery.open(job, status)
-        runner.run(job, delivery, uploads)
+        try:  # the job is reserved: it runs whatever happens to the first status
+            balance = await self.bot.services.storage.member_balance(
+                owner.guild_id, owner.member_id
+            )
+            status = texts.status_text(request, job.price_micro, balance, Stage.UPLOADING, 0.0)
+            await delivery.open(job, status)
+        finally:
+            runner.run(job, delivery, uploads)
 
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
         """Re-roll, Same seed or Delete on a result message."""

@@ -852,3 +852,20 @@ async def test_resume_twice_after_restart_follows_each_job_once(world: World) ->
     assert len(world.fake.submissions) == len(jobs)
     for job in jobs:
         await second.assert_money(await second.job(job.id), charged=True)
+
+
+async def test_a_resume_between_reserve_and_run_leaves_the_job_to_its_run(
+    bot: Process, world: World
+) -> None:
+    """/video awaits Discord between reserve() and run(); the process's own watch may resume
+    meanwhile. It must not take the just-reserved job for one a restart left (and refund it)."""
+    recorder = Recorder()
+    job = await bot.runner.reserve(owner(), REQUEST)
+
+    assert await bot.runner.resume(lambda job: Recorder(), include=every_job) == 0
+    bot.runner.run(job, recorder)
+    await bot.runner.wait_all()
+
+    assert is_mp4(recorder.only_video().data)
+    await bot.assert_money(await bot.job(job.id), charged=True)
+    assert len(world.fake.submissions) == 1
