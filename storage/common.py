@@ -67,6 +67,25 @@ STAMPS_ON_ENTERING: dict[JobState, tuple[str, ...]] = {
 INTERACTION_COLUMNS = ("interaction_app_id", "interaction_token", "interaction_expires_at")
 CLEARS_INTERACTION = frozenset({JobState.DELIVERED, JobState.CLOSED})
 
+# Every running total that differs from what the ledger adds up to (the schemas' own
+# balances_from_ledger view), in SQL that SQLite and PostgreSQL both speak: used by both stores'
+# audit() and by migrate-db, which must check a snapshot no store can see.
+AUDIT_SQL = """
+SELECT guild_id, member_id, period_key,
+       COALESCE(b.granted, 0) AS granted, COALESCE(b.spent, 0) AS spent,
+       COALESCE(b.held, 0) AS held,
+       COALESCE(l.granted, 0) AS ledger_granted, COALESCE(l.spent, 0) AS ledger_spent,
+       COALESCE(l.held, 0) AS ledger_held
+FROM (SELECT guild_id, member_id, period_key FROM balances
+      UNION SELECT guild_id, member_id, period_key FROM balances_from_ledger) AS k
+LEFT JOIN balances AS b USING (guild_id, member_id, period_key)
+LEFT JOIN balances_from_ledger AS l USING (guild_id, member_id, period_key)
+WHERE COALESCE(b.granted, 0) != COALESCE(l.granted, 0)
+   OR COALESCE(b.spent, 0) != COALESCE(l.spent, 0)
+   OR COALESCE(b.held, 0) != COALESCE(l.held, 0)
+ORDER BY guild_id, member_id, period_key
+"""
+
 _MIGRATION_FILE = re.compile(r"(\d+)_\w+\.sql")
 
 

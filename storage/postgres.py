@@ -47,6 +47,7 @@ from bot.domain.lifecycle import (
     settlement_on_entering,
 )
 from storage.common import (
+    AUDIT_SQL,
     IN_PROGRESS_VALUES,
     INTERACTION_COLUMNS,
     JOB_COLUMNS,
@@ -172,21 +173,6 @@ FROM ledger
 WHERE guild_id = $1 AND period_key = $2 AND kind IN ('reserve', 'charge')
 GROUP BY member_id
 ORDER BY spent_micro DESC, jobs DESC, member_id
-"""
-
-# Every balances row that differs from what the ledger adds up to (one statement: one snapshot).
-_AUDIT_SQL = """
-SELECT guild_id, member_id, period_key,
-       COALESCE(kept.granted, 0) AS granted, COALESCE(kept.spent, 0) AS spent,
-       COALESCE(kept.held, 0) AS held,
-       COALESCE(owed.granted, 0) AS ledger_granted, COALESCE(owed.spent, 0) AS ledger_spent,
-       COALESCE(owed.held, 0) AS ledger_held
-FROM balances AS kept
-FULL JOIN balances_from_ledger AS owed USING (guild_id, member_id, period_key)
-WHERE (COALESCE(kept.granted, 0), COALESCE(kept.spent, 0), COALESCE(kept.held, 0))
-      IS DISTINCT FROM
-      (COALESCE(owed.granted, 0), COALESCE(owed.spent, 0), COALESCE(owed.held, 0))
-ORDER BY guild_id, member_id, period_key
 """
 
 
@@ -649,7 +635,7 @@ class PostgresStorage:
 
     async def audit(self) -> list[str]:
         """Every running total that differs from what the ledger adds up to (empty: clean)."""
-        return [audit_line(row) for row in await self._pool.fetch(_AUDIT_SQL)]
+        return [audit_line(row) for row in await self._pool.fetch(AUDIT_SQL)]
 
     # --- per-server settings (key/value text) --------------------------------------------------
     async def get_guild_setting(self, guild_id: int, key: str) -> str | None:

@@ -38,6 +38,7 @@ from bot.domain.lifecycle import (
     settlement_on_entering,
 )
 from storage.common import (
+    AUDIT_SQL,
     IN_PROGRESS_VALUES,
     INTERACTION_COLUMNS,
     JOB_COLUMNS,
@@ -59,22 +60,6 @@ T = TypeVar("T")
 
 _JOB_SELECT = f"SELECT {', '.join(JOB_COLUMNS)}, settlement FROM job_records"
 _LEDGER_SELECT = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger"
-# Running totals that differ from the ledger's sums (balances_from_ledger, migration 4).
-_AUDIT_SQL = """
-SELECT guild_id, member_id, period_key,
-       COALESCE(b.granted, 0) AS granted, COALESCE(b.spent, 0) AS spent,
-       COALESCE(b.held, 0) AS held,
-       COALESCE(l.granted, 0) AS ledger_granted, COALESCE(l.spent, 0) AS ledger_spent,
-       COALESCE(l.held, 0) AS ledger_held
-FROM (SELECT guild_id, member_id, period_key FROM balances
-      UNION SELECT guild_id, member_id, period_key FROM balances_from_ledger) AS k
-LEFT JOIN balances AS b USING (guild_id, member_id, period_key)
-LEFT JOIN balances_from_ledger AS l USING (guild_id, member_id, period_key)
-WHERE COALESCE(b.granted, 0) != COALESCE(l.granted, 0)
-   OR COALESCE(b.spent, 0) != COALESCE(l.spent, 0)
-   OR COALESCE(b.held, 0) != COALESCE(l.held, 0)
-ORDER BY guild_id, member_id, period_key
-"""
 
 # Take a job's lease if it is unfinished and nobody else's live lease holds it (text moments in
 # one format compare in time order).
@@ -634,7 +619,7 @@ class SqliteStorage:
 
     async def audit(self) -> list[str]:
         """Every running total that differs from what the ledger adds up to (empty: clean)."""
-        rows = await self._read(_AUDIT_SQL)
+        rows = await self._read(AUDIT_SQL)
         return [audit_line(row) for row in rows]
 
     # --- per-server and bot-wide settings (key/value text) -------------------------------------

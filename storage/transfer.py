@@ -33,7 +33,7 @@ import asyncpg
 
 from bot.domain.budget import BudgetPeriod, BudgetPolicy
 from storage import database_path, is_postgres_url
-from storage.common import audit_line
+from storage.common import AUDIT_SQL, audit_line
 from storage.migrate import load_migrations
 from storage.postgres import Connection, PostgresStorage, PostgresTarget, migrate
 
@@ -60,25 +60,6 @@ TABLES = (
 )
 TABLE_NAMES = tuple(table.name for table in TABLES)
 
-# Each running total next to what the ledger adds up to (both schemas' balances_from_ledger
-# view), keeping the rows that differ. It is the stores' audit, in SQL both databases speak; it
-# runs here because the stores' audit() sees neither the source's snapshot nor the target's
-# uncommitted copy.
-_AUDIT_SQL = """
-SELECT guild_id, member_id, period_key,
-       COALESCE(b.granted, 0) AS granted, COALESCE(b.spent, 0) AS spent,
-       COALESCE(b.held, 0) AS held,
-       COALESCE(l.granted, 0) AS ledger_granted, COALESCE(l.spent, 0) AS ledger_spent,
-       COALESCE(l.held, 0) AS ledger_held
-FROM (SELECT guild_id, member_id, period_key FROM balances
-      UNION SELECT guild_id, member_id, period_key FROM balances_from_ledger) AS k
-LEFT JOIN balances AS b USING (guild_id, member_id, period_key)
-LEFT JOIN balances_from_ledger AS l USING (guild_id, member_id, period_key)
-WHERE COALESCE(b.granted, 0) != COALESCE(l.granted, 0)
-   OR COALESCE(b.spent, 0) != COALESCE(l.spent, 0)
-   OR COALESCE(b.held, 0) != COALESCE(l.held, 0)
-ORDER BY guild_id, member_id, period_key
-"""
 _AUDIT_LINES_SHOWN = 3
 
 _TARGET_COLUMNS_SQL = """
@@ -319,7 +300,7 @@ async def _check_source(source: _Snapshot) -> None:
         )
     if missing := [name for name in TABLE_NAMES if name not in tables]:
         raise TransferError(f"the source is not a wanbot database (no {', '.join(missing)})")
-    differences = [audit_line(row) for row in await source.fetch_named(_AUDIT_SQL)]
+    differences = [audit_line(row) for row in await source.fetch_named(AUDIT_SQL)]
     if differences:
         raise TransferError(f"the source's audit is not clean: {_summary(differences)}")
 
@@ -459,7 +440,7 @@ async def _verify(source: _Snapshot, conn: Connection, plan: _Plan, batch_rows: 
 
 async def _audit_copy(conn: Connection) -> None:
     """Refuse a copy whose running balances the target does not find in its own ledger."""
-    differences = [audit_line(row) for row in await conn.fetch(_AUDIT_SQL)]
+    differences = [audit_line(row) for row in await conn.fetch(AUDIT_SQL)]
     if differences:
         raise TransferError(f"the copy's audit is not clean: {_summary(differences)}")
 
