@@ -1,9 +1,12 @@
 """SqliteStorage: the Storage protocol on one SQLite file.
 
-One connection per instance, owned by one thread of its own: every call runs there, a whole
-transaction at a time, so coroutines never interleave inside a transaction and each costs one
-hop to the thread rather than one per statement. Every write is one `BEGIN IMMEDIATE`
-transaction, which (with a busy timeout) serialises writers across connections and processes.
+One connection per instance, used a whole transaction at a time, so coroutines never interleave
+inside a transaction. A short call runs right on the event loop's thread when SQLite can take it
+at once (a transaction is a few hundred microseconds; a hop to another thread and back costs about
+as much again, measured in docs/PERFORMANCE.md); when another connection or process holds the
+write lock, or the call may be long (whole-ledger reads), it runs on the store's own thread,
+which waits for the lock up to the busy timeout without stalling the loop. Every write is one
+`BEGIN IMMEDIATE` transaction, which serialises writers across connections and processes.
 
 Balances are running totals (the `balances` table) updated in the same transaction as each
 ledger row; the ledger stays the source of truth and `audit()` recomputes them from it.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -102,17 +106,26 @@ def _enable_wal(db: sqlite3.Connection, attempts: int = 100) -> None:
 def _connect(path: str) -> sqlite3.Connection:
     """Open the file (WAL, foreign keys, busy timeout) and apply pending migrations; runs on the
     store's thread, which owns the connection from then on."""
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    # used from the loop's thread and the store's own, never both at once (SqliteStorage._owner)
+    db = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
     try:
         db.row_factory = sqlite3.Row
         _enable_wal(db)
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
         migrate(db)
+        db.execute("PRAGMA busy_timeout = 0")  # calls on the loop never wait; see _call
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    """SQLite could not take the lock at once (another connection or process holds it)."""
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -246,6 +259,7 @@ class SqliteStorage:
     ) -> None:
         self._db = db
         self._worker = worker
+        self._owner = threading.Lock()  # whoever holds it may use the connection
         self._policy = policy
         self._clock = clock  # must return aware datetimes
 
@@ -268,7 +282,7 @@ class SqliteStorage:
 
     async def close(self) -> None:
         """Close the connection (after any transaction still running) and its thread."""
-        await self._call(sqlite3.Connection.close)
+        await self._call(sqlite3.Connection.close, quick=False)
         self._worker.shutdown()
 
     async def __aenter__(self) -> Self:
@@ -278,20 +292,43 @@ class SqliteStorage:
         await self.close()
 
     # --- plumbing -----------------------------------------------------------------------------
-    async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` on the store's own thread, which alone touches the connection.
+    async def _call(self, work: Callable[[sqlite3.Connection], T], *, quick: bool = True) -> T:
+        """Run `work` (a whole transaction, or one read) with the connection.
 
-        A whole transaction is one call: one hop to the thread instead of one per statement.
-        If the awaiting task is cancelled the call still runs to its end (commit or rollback),
-        so a transaction is never left half done."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, work, self._db)
+        A quick call runs here, on the loop's thread, if the connection is free and SQLite
+        answers at once (busy timeout 0): nothing to hop to. If SQLite reports the database busy
+        — which it does before a transaction has changed anything — or the call may be long, it
+        runs on the store's thread instead, which may wait for the lock. A call there runs to its
+        end even if the awaiting task is cancelled, so a transaction is never left half done."""
+        if quick and self._owner.acquire(blocking=False):
+            try:
+                return work(self._db)
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error):
+                    raise
+            finally:
+                self._owner.release()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._run_waiting, work)
+
+    def _run_waiting(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the store's thread, letting SQLite wait up to the busy timeout."""
+        with self._owner:
+            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            try:
+                return work(self._db)
+            finally:
+                if work is not sqlite3.Connection.close:
+                    self._db.execute("PRAGMA busy_timeout = 0")
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` as one write transaction on the store's thread."""
+        """Run `work` as one write transaction."""
         return await self._call(partial(_in_transaction, work=work))
 
-    async def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        return await self._call(lambda db: db.execute(sql, params).fetchall())
+    async def _read(
+        self, sql: str, params: Sequence[object] = (), *, quick: bool = True
+    ) -> list[sqlite3.Row]:
+        return await self._call(lambda db: db.execute(sql, params).fetchall(), quick=quick)
 
     def _allowance(self, db: sqlite3.Connection, guild_id: int, member_id: int) -> int:
         """The latest allowance set for a member (or the server, member_id 0), else the
@@ -515,7 +552,7 @@ class SqliteStorage:
     async def unfinished_jobs(self) -> list[JobRecord]:
         """Jobs not in a final state, oldest first."""
         rows = await self._read(
-            f"{_JOB_SELECT} WHERE state NOT IN ('delivered', 'closed') ORDER BY id"
+            f"{_JOB_SELECT} WHERE state NOT IN ('delivered', 'closed') ORDER BY id", quick=False
         )
         return [job_record(row) for row in rows]
 
@@ -606,7 +643,7 @@ class SqliteStorage:
     async def usage(self, guild_id: int) -> list[MemberUsage]:
         """Spend (charges) and jobs per member in the current period, largest spend first."""
         period = period_key(self._clock(), self._policy.period)
-        rows = await self._read(_USAGE_SQL, (guild_id, period))
+        rows = await self._read(_USAGE_SQL, (guild_id, period), quick=False)
         return [MemberUsage(row["member_id"], row["spent_micro"], row["jobs"]) for row in rows]
 
     async def ledger(self, guild_id: int, period_key: str | None = None) -> list[LedgerEntry]:
@@ -614,12 +651,13 @@ class SqliteStorage:
         rows = await self._read(
             f"{_LEDGER_SELECT} WHERE guild_id = ? AND (? IS NULL OR period_key = ?) ORDER BY id",
             (guild_id, period_key, period_key),
+            quick=False,
         )
         return [ledger_entry(row) for row in rows]
 
     async def audit(self) -> list[str]:
         """Every running total that differs from what the ledger adds up to (empty: clean)."""
-        rows = await self._read(AUDIT_SQL)
+        rows = await self._read(AUDIT_SQL, quick=False)
         return [audit_line(row) for row in rows]
 
     # --- per-server and bot-wide settings (key/value text) -------------------------------------

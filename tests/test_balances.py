@@ -287,3 +287,25 @@ async def test_three_processes_on_one_postgresql_never_overspend(postgres_url: s
             assert (await store.server_balance(guild)).available >= 0
         assert all(count <= per_member for count in granted.values())
         assert await store.audit() == []
+
+
+async def test_a_write_waits_off_the_loop_while_another_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    """Another connection (as another process would) holds SQLite's write lock: a reservation
+    waits for it on the store's thread, not on the event loop, and then goes through."""
+    path = tmp_path / "shared.db"
+    async with await SqliteStorage.open(str(path), POLICY) as store:
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        reserving = asyncio.create_task(store.reserve(JobOwner(1, 2, 3), "{}", PRICE, 10))
+        ticks = 0
+        while ticks < 20:  # the loop keeps running while the reservation waits
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not reserving.done()
+        other.execute("COMMIT")
+        other.close()
+        job = await asyncio.wait_for(reserving, 5)
+        assert job.state is JobState.RESERVED
+        assert await store.audit() == []
