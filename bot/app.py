@@ -14,11 +14,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import ConfigError, Settings
+from bot.monitoring import MonitoringServer
 from bot.services import Services, Tuning
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.video", "cogs.budget", "cogs.admin")
+EXTENSIONS = ("cogs.video", "cogs.budget", "cogs.admin", "cogs.price", "cogs.history")
 COMMAND_DIGEST_KEY = "synced_command_digest"  # a bot-wide setting
 
 
@@ -69,6 +70,7 @@ class WanBot(commands.AutoShardedBot):
         self.settings = settings
         self.tuning = tuning
         self._services: Services | None = None
+        self.monitoring: MonitoringServer | None = None  # /healthz and /metrics (METRICS_LISTEN)
 
     @property
     def services(self) -> Services:
@@ -79,6 +81,11 @@ class WanBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         self._services = await Services.open(self.settings, self.tuning)
+        if self.settings.metrics_address is not None:
+            storage, client = self._services.storage, self._services.client
+            self.monitoring = await MonitoringServer.open(
+                self, storage, client, self.settings.metrics_address
+            )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()
@@ -115,6 +122,9 @@ class WanBot(commands.AutoShardedBot):
             log.info("slash commands changed: synced globally")
 
     async def close(self) -> None:
+        if self.monitoring is not None:  # first: its checks use the services
+            await self.monitoring.close()
+            self.monitoring = None
         if self._services is not None:
             await self._services.close()
             self._services = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from bot.domain.outcomes import JobFailure
 from bot.domain.pricing import format_usd, price_micro
 from bot.domain.request import GenerationRequest, InvalidRequest
 from bot.logs import setup_logging
-from bot.runner import Posted, Progress, Video
+from bot.runner import MAX_VIDEO_BYTES, Posted, Progress, Video
 from bot.services import Services, Tuning
 from bot.wavespeed import PollPolicy
 from storage import open_storage
@@ -261,7 +262,7 @@ async def generate(
     """
     setup_logging("WARNING", _secrets(settings))
     poll = PollPolicy(first_delay_s=args.poll_seconds, timeout_s=settings.job_timeout_s)
-    services = await Services.open(settings, Tuning(poll=poll))
+    services = await Services.open(settings, Tuning(poll=poll, webhooks=False))
     try:
         balance = await services.storage.member_balance(CLI_GUILD_ID, CLI_OWNER.member_id)
         print(
@@ -310,16 +311,21 @@ class TerminalDelivery:
     async def progress(self, job: JobRecord, progress: Progress) -> None:
         print(f"\r{progress.stage:<22} {progress.elapsed_s:6.0f}s", end="", file=sys.stderr)
 
+    async def attach_limit(self, job: JobRecord) -> int:
+        return MAX_VIDEO_BYTES  # a local file has no upload limit: only the runner's cap
+
     async def post_video(self, job: JobRecord, video: Video) -> Posted:
         print(file=sys.stderr)
-        if video.data is None:
+        if video.path is None:
             print(f"The video is too large to save here; it is at {video.url}")
         else:
-            # written whole or not at all, so a file that exists is a finished delivery
+            # Moved whole or not at all, so a file that exists is a finished delivery: renamed
+            # if on the same file system as the runner's folder, else copied beside the output
+            # first (in a thread: that is a full copy).
             partial = self.output.with_name(self.output.name + ".part")
-            partial.write_bytes(video.data)
+            await asyncio.to_thread(shutil.move, video.path, partial)
             partial.replace(self.output)
-            print(f"Saved {self.output} ({len(video.data):,} bytes) in {video.elapsed_s:.0f}s.")
+            print(f"Saved {self.output} ({video.size:,} bytes) in {video.elapsed_s:.0f}s.")
         return Posted(None, None)
 
     async def find_post(self, job: JobRecord) -> Posted | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     BeforeValidator,
@@ -58,10 +59,17 @@ class Settings(BaseSettings):
     audio_min_s: float = Field(default=3.0, ge=0, le=600)
     audio_max_s: float = Field(default=30.0, ge=1, le=600)
     job_lease_s: float = Field(default=30.0, ge=5, le=3600)
+    # The WaveSpeed account's limits (wavespeed.ai/docs/account-levels): Bronze, the first tier,
+    # allows 2–3 tasks at once and 2–5 videos a minute; the defaults take the lower figures.
+    wavespeed_max_concurrent: int = Field(default=2, ge=1, le=10_000)
+    wavespeed_max_per_minute: int = Field(default=2, ge=1, le=10_000)
     shard_count: int | None = Field(default=None, ge=1, le=10_000)
     shard_ids: Annotated[list[int] | None, NoDecode] = None  # "0,1", not JSON
     dev_guild_id: int | None = None
     log_level: str = "INFO"
+    webhook_public_url: str | None = None  # where WaveSpeed POSTs results (bot.webhooks)
+    webhook_listen: str | None = None  # host:port of the webhook server behind that URL
+    metrics_listen: str | None = None  # host:port of /healthz and /metrics (bot.metrics)
 
     @field_validator("wavespeed_base_url")
     @classmethod
@@ -93,6 +101,31 @@ class Settings(BaseSettings):
             return [int(part) for part in parts]
         return value
 
+    @field_validator("webhook_public_url", "webhook_listen", mode="before")
+    @classmethod
+    def _blank_webhook_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("webhook_public_url")
+    @classmethod
+    def _public_https(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_public_url(value)
+        return value
+
+    @field_validator("webhook_listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_settings_together(self) -> Settings:
+        if (self.webhook_public_url is None) != (self.webhook_listen is None):
+            raise ValueError("WEBHOOK_PUBLIC_URL and WEBHOOK_LISTEN: set both or neither")
+        return self
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -100,6 +133,15 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @field_validator("metrics_listen", mode="before")
+    @classmethod
+    def _metrics_host_and_port(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None  # empty: no health and metrics server
+            parse_listen(value)
+        return value
 
     @model_validator(mode="after")
     def _ranges_in_order(self) -> Settings:
@@ -130,6 +172,11 @@ class Settings(BaseSettings):
             self.image_min_side_px, self.image_max_side_px, self.audio_min_s, self.audio_max_s
         )
 
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where to serve /healthz and /metrics (METRICS_LISTEN), or None: not served."""
+        return None if self.metrics_listen is None else parse_listen(self.metrics_listen)
+
     def require_api_key(self) -> str:
         """The WaveSpeed API key, or ConfigError if it is not set."""
         return _require(self.wavespeed_api_key, "WAVESPEED_API_KEY")
@@ -137,6 +184,28 @@ class Settings(BaseSettings):
     def require_discord_token(self) -> str:
         """The Discord bot token, or ConfigError if it is not set."""
         return _require(self.discord_token, "DISCORD_TOKEN")
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def check_public_url(value: str) -> None:
+    """Refuse a webhook URL WaveSpeed could not call safely: https with a host, or http to a
+    loopback host (tests, a proxy on the same machine)."""
+    parts = urlsplit(value)
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("must be an https:// URL (http:// only for a loopback host)")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (`[::1]:8080` for IPv6) as (host, port); ValueError if it is not one."""
+    host, colon, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdecimal() or not 1 <= int(port) <= 65_535:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
+    return host, int(port)
 
 
 def _require(secret: SecretStr | None, name: str) -> str:

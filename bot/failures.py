@@ -9,6 +9,13 @@ from bot.domain.lifecycle import FailureKind
 from bot.domain.outcomes import REJECTED_PREFIX, TEMPORARY_ADVICE, JobFailure, failure
 
 INPUT_CODES = {1400, 1401, 1402}
+# Task codes WaveSpeed's error-code page marks as temporary: internal error, unavailable, timeout.
+TEMPORARY_CODES = frozenset({5000, 5003, 5004})
+
+
+def is_temporary(error: ws.TaskFailed) -> bool:
+    """Whether a failed task is worth submitting again as it is."""
+    return error.code in TEMPORARY_CODES
 
 
 def failure_from_error(error: ws.WaveSpeedError) -> JobFailure:

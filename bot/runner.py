@@ -1,7 +1,9 @@
 """JobRunner: drives each job through the lifecycle (bot.domain.lifecycle) to a final state.
 
 `reserve()` writes the job and holds its price; `run()` follows it in the background: upload,
-submit, reconcile an unanswered submit, poll, fetch the video, post it, and settle. Each step
+wait in the local queue for a turn under the account's limits (bot.queueing), submit, reconcile
+an unanswered submit, poll (learned per shape: bot.domain.timing) or hear a verified webhook,
+fetch the video, post it, and settle. Each step
 stores the state it reaches before the next one starts, so `resume()` after a restart carries
 every job on from where it stood, and the money follows the state: charged only when the post of
 the video is recorded, refunded on every other ending.
@@ -20,26 +22,47 @@ command-line `generate` and the tests each implement.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+import random
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
 from typing import Any, Protocol
 
+from bot import metrics
 from bot import wavespeed as ws
 from bot.domain.job import STAGE_OF_STATUS, InteractionToken, JobOwner, JobRecord, Stage
 from bot.domain.lifecycle import FailureKind, JobState
+from bot.domain.queue import QueueLimits
+from bot.domain.timing import (
+    KEPT_SAMPLES,
+    FixedSchedule,
+    LearnedSchedule,
+    PollSchedule,
+    ShapeEstimate,
+    TimingBook,
+    TimingSample,
+    eta_s,
+    shape_of,
+)
 from bot.domain.media import MediaFile
 from bot.domain.outcomes import JobFailure, failure
 from bot.domain.request import GenerationRequest
-from bot.failures import failure_from_error
+from bot.failures import failure_from_error, is_temporary
 from bot.leases import is_dead, new_owner_id
+from bot.queueing import Dispatcher
+from bot.video_files import VideoFiles
 from storage.base import Storage
 
 log = logging.getLogger(__name__)
 
-MAX_VIDEO_BYTES = 512 * 1024 * 1024
+MAX_VIDEO_BYTES = 512 * 1024 * 1024  # the most a video may take on disk while it is posted
 DEFAULT_LEASE_S = 30.0
+BACKSTOP_POLL_S = 30.0  # with webhooks, polling only catches one that never came
+RESUME_POLLS_PER_S = 100.0  # jobs resumed together spread their first polls at this rate
 
 
 @dataclass(frozen=True)
@@ -48,14 +71,20 @@ class Progress:
 
     stage: Stage
     elapsed_s: float
+    ahead: int | None = None  # waiting in the local queue: jobs before this one
+    eta_s: float | None = None  # learned from jobs of the same shape, when known
 
 
 @dataclass(frozen=True)
 class Video:
-    """A generated video. `data` is None when it is too large to hold: deliver the link."""
+    """A generated video. `path`: the downloaded file, the runner's (it is deleted once the
+    post is recorded or the job fails); None when the video is over what the destination
+    accepts, and was not downloaded: deliver the link. `size` in bytes: the file's, or for a
+    link what is known (the announced length, or the bytes seen up to the limit; 0: nothing)."""
 
     url: str
-    data: bytes | None
+    path: Path | None
+    size: int
     nsfw: bool
     inference_ms: int | None
     elapsed_s: float
@@ -77,6 +106,11 @@ class Delivery(Protocol):
     """Where a job's progress and outcome go."""
 
     async def progress(self, job: JobRecord, progress: Progress) -> None: ...
+
+    async def attach_limit(self, job: JobRecord) -> int:
+        """The largest video in bytes this job's destination accepts as a file; 0: links only.
+        Asked before the download: a larger video is linked, and never downloaded."""
+        ...
 
     async def post_video(self, job: JobRecord, video: Video) -> Posted:
         """Post the video to the member, idempotently; raise Undeliverable if nothing can."""
@@ -127,6 +161,10 @@ class JobRunner:
         download_attempts: int = 3,
         download_pause_s: float = 2.0,
         lease_s: float = DEFAULT_LEASE_S,
+        limits: QueueLimits | None = None,
+        webhook_url: str | None = None,
+        queue_tick_s: float = 1.0,
+        backstop_poll_s: float = BACKSTOP_POLL_S,
     ) -> None:
         self._storage = storage
         self._client = client
@@ -142,6 +180,13 @@ class JobRunner:
         self._lease_s = lease_s
         self._renewing: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
+        self._queue = Dispatcher(
+            storage, self.owner_id, limits or QueueLimits(), tick_s=queue_tick_s
+        )
+        self._webhook_url = webhook_url
+        self._backstop_poll_s = backstop_poll_s
+        self._pushed: dict[str, asyncio.Future[ws.Prediction]] = {}  # prediction id → webhook
+        self._timings: TimingBook | None = None  # loaded from the database on first use
 
     async def reserve(
         self,
@@ -181,7 +226,10 @@ class JobRunner:
         another process sharing the database.
         """
         count = 0
-        for job in await self._storage.unfinished_jobs():
+        unfinished = await self._storage.unfinished_jobs()
+        # Jobs resumed together would all poll at once: spread their starts over a few seconds.
+        spread_s = len(unfinished) / RESUME_POLLS_PER_S
+        for job in unfinished:
             # A job leased to this runner but not followed yet was just reserved: its run() is
             # about to start it (leases of ended tasks are released, so nothing else is left).
             mine = job.lease_owner == self.owner_id
@@ -191,7 +239,10 @@ class JobRunner:
             # a resume running alongside (a watch) may have taken it while this one claimed
             if claimed is None or job.id in self._tasks:
                 continue
-            work = self._follow(job.id, delivery_for(claimed), fresh=False, uploads={})
+            stagger_s = random.uniform(0.0, spread_s)
+            work = self._follow(
+                job.id, delivery_for(claimed), fresh=False, uploads={}, stagger_s=stagger_s
+            )
             self._spawn(job.id, work)
             count += 1
         return count
@@ -216,6 +267,15 @@ class JobRunner:
         if task is not None:
             await asyncio.shield(task)
 
+    async def result_arrived(self, prediction: ws.Prediction) -> None:
+        """A task's final result came by a verified webhook: the job waiting on it here goes on
+        at once. A job followed by another process hears it from its own (slow) polling."""
+        waiting = self._pushed.get(prediction.id)
+        if waiting is None or waiting.done():
+            log.info("webhook for task %s: no job here is waiting on it", prediction.id)
+            return
+        waiting.set_result(prediction)
+
     async def close(self) -> None:
         """Stop watching and following jobs without changing their state, giving up their
         leases: another process's `watch`, or the next start, carries them on."""
@@ -230,6 +290,8 @@ class JobRunner:
             *filter(None, (self._watching, self._renewing)), *tasks, return_exceptions=True
         )
         self._watching = self._renewing = None
+        await self._queue.close()
+        self._video_files.close()  # the downloads of jobs cut short go with their folder
 
     def _spawn(self, job_id: int, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(_logged(job_id, work), name=f"wanbot-job-{job_id}")
@@ -253,7 +315,13 @@ class JobRunner:
         return await self._storage.claim(job.id, self.owner_id, self._lease_s, dead_owner=dead)
 
     async def _follow(
-        self, job_id: int, delivery: Delivery, *, fresh: bool, uploads: Mapping[str, MediaFile]
+        self,
+        job_id: int,
+        delivery: Delivery,
+        *,
+        fresh: bool,
+        uploads: Mapping[str, MediaFile],
+        stagger_s: float = 0.0,
     ) -> None:
         """Drive a job this runner holds the lease of, then give the lease up: the job ended,
         stopped on an error (the next resume tries it again), or is no longer followed here."""
@@ -263,6 +331,7 @@ class JobRunner:
             if fresh and await self._storage.claim(job_id, self.owner_id, self._lease_s) is None:
                 log.warning("job %s: another process took it over before it started", job_id)
                 return
+            await asyncio.sleep(stagger_s)
             await self._drive(job_id, delivery, fresh=fresh, uploads=uploads)
         finally:
             await self._storage.release(job_id, self.owner_id)
@@ -319,9 +388,11 @@ class JobRunner:
                 case JobState.DELIVERED | JobState.CLOSED:
                     return
                 case JobState.RESERVED if fresh:
-                    await self._submit(job, delivery, uploads)
-                case JobState.RESERVED:  # the bot stopped before sending anything
+                    await self._queue_up(job, delivery, uploads)
+                case JobState.RESERVED:  # the bot stopped while uploading: the media are gone
                     await self._fail(job, failure(FailureKind.INTERRUPTED))
+                case JobState.QUEUED:
+                    await self._take_turn(job, delivery)
                 case JobState.SUBMITTING:  # the bot stopped while the submit was in flight
                     await self._hold(job)
                 case JobState.UNCERTAIN:
@@ -337,9 +408,11 @@ class JobRunner:
                 case JobState.FAILED:
                     await self._tell_failure(job, delivery)
 
-    async def _submit(
+    async def _queue_up(
         self, job: JobRecord, delivery: Delivery, uploads: Mapping[str, MediaFile]
     ) -> None:
+        """Upload the media, then join the local queue with the final request: from there on
+        the job needs nothing held in memory, and survives a restart in its place."""
         await self._report(job, delivery, Stage.UPLOADING)
         request = GenerationRequest.model_validate_json(job.request_json)
         try:
@@ -347,11 +420,32 @@ class JobRunner:
         except ws.WaveSpeedError as error:
             await self._fail(job, failure_from_error(error))
             return
-        await self._storage.advance(
-            job.id, JobState.SUBMITTING, request_json=final.model_dump_json()
-        )
+        await self._storage.advance(job.id, JobState.QUEUED, request_json=final.model_dump_json())
+
+    async def _take_turn(self, job: JobRecord, delivery: Delivery) -> None:
+        """Wait for the job's turn in the local queue (showing its position), then submit it."""
+
+        async def show(ahead: int) -> None:
+            await _quietly(
+                job, delivery.progress(job, Progress(Stage.WAITING, _elapsed(job), ahead=ahead))
+            )
+
+        admitted = await self._queue.turn(job.id, show)
+        if admitted is not None:  # else it left the queue (cancelled): the next step tells
+            await self._submit(admitted, delivery)
+
+    async def _submit(self, job: JobRecord, delivery: Delivery) -> None:
+        """Send the admitted job's task to WaveSpeed. A 429 puts it back in the queue, in its
+        place, and slows the queue down: the member sees a wait, never a failure."""
+        request = GenerationRequest.model_validate_json(job.request_json)
         try:
-            prediction = await self._client.submit(final.to_api_body())
+            prediction = await self._client.submit(
+                request.to_api_body(), webhook_url=self._webhook_url
+            )
+        except ws.RateLimited as error:
+            self._queue.rate_limited(error.retry_after)
+            await self._requeue(job)
+            return
         except ws.SubmitUncertain as error:
             log.warning("job %s: submit unanswered, holding while reconciling: %s", job.id, error)
             await self._hold(job)
@@ -429,9 +523,15 @@ class JobRunner:
             )
 
     async def _await_result(self, job: JobRecord, delivery: Delivery) -> None:
-        """Poll the task to its end: ready with an output, or failed."""
+        """Poll the task to its end (or hear it by webhook): ready with an output, or failed.
+        A task failed with a temporary code goes back to the queue, once."""
         assert job.prediction_id is not None
         last_status = job.wavespeed_status
+        shape = shape_of(GenerationRequest.model_validate_json(job.request_json))
+        estimate = (await self._timing_book()).estimate(shape)
+        schedule = self._schedule(estimate)
+        loop = asyncio.get_running_loop()
+        watched_from = loop.time()
 
         async def on_update(prediction: ws.Prediction) -> None:
             nonlocal last_status
@@ -440,15 +540,29 @@ class JobRunner:
                 await self._storage.set_wavespeed_status(job.id, prediction.status)
             stage = STAGE_OF_STATUS.get(prediction.status)
             if stage is not None:
-                await self._report(job, delivery, stage)
+                started = getattr(schedule, "started_s", None)
+                eta = eta_s(estimate, loop.time() - watched_from, prediction.status, started)
+                progress = Progress(stage, _elapsed(job), eta_s=eta)
+                await _quietly(job, delivery.progress(job, progress))
 
+        pushed = self._pushed.setdefault(job.prediction_id, loop.create_future())
         try:
             prediction = await self._client.wait_for_result(
-                job.prediction_id, self._poll, on_update=on_update
+                job.prediction_id, self._poll, on_update, schedule=schedule, pushed=pushed
             )
+        except ws.TaskFailed as error:
+            if is_temporary(error) and job.retried_prediction_id is None:  # once only
+                log.info("job %s: %s; submitting it once more", job.id, error)
+                await self._report(job, delivery, Stage.RETRYING)
+                await self._requeue(job, retried_prediction_id=job.prediction_id)
+                return
+            await self._fail(job, failure_from_error(error))
+            return
         except ws.WaveSpeedError as error:
             await self._fail(job, failure_from_error(error))
             return
+        finally:
+            self._pushed.pop(job.prediction_id, None)
         if not prediction.outputs:
             await self._fail(job, failure(FailureKind.EMPTY_RESULT))
             return
@@ -459,10 +573,66 @@ class JobRunner:
             has_nsfw=prediction.nsfw,
             inference_ms=prediction.inference_ms,
         )
+        self._queue.poke()  # a task left WaveSpeed: a queued job may go
+        await self._learn(job, shape, loop.time() - watched_from, prediction, schedule)
+
+    def _schedule(self, estimate: ShapeEstimate | None) -> PollSchedule:
+        """How to poll: rarely with webhooks (a backstop), learned with history, else the
+        policy's intervals; jittered, so that jobs started together do not poll together."""
+        if self._webhook_url is not None:
+            return FixedSchedule(_jittered(itertools.repeat(self._backstop_poll_s)))
+        if estimate is not None:
+            return LearnedSchedule(estimate)
+        return FixedSchedule(_jittered(self._poll.intervals()))
+
+    async def _timing_book(self) -> TimingBook:
+        if self._timings is None:
+            self._timings = TimingBook(await self._storage.recent_timings(KEPT_SAMPLES))
+        return self._timings
+
+    async def _learn(
+        self,
+        job: JobRecord,
+        shape: str,
+        watched_s: float,
+        prediction: ws.Prediction,
+        schedule: PollSchedule,
+    ) -> None:
+        """Keep the timings of a job followed here from its submit: its generation time as
+        WaveSpeed reports it (else as the polls saw it), the rest of the wait as its queue."""
+        if job.queued_at is None or job.submit_started_at is None or job.submitted_at is None:
+            return
+        if (_now() - job.submitted_at).total_seconds() > watched_s + 5.0:
+            return  # resumed or taken over mid-way: the start was not seen here
+        started = getattr(schedule, "started_s", None)
+        if prediction.inference_ms is not None:
+            generation_s = prediction.inference_ms / 1000
+        elif started is not None:
+            generation_s = watched_s - started
+        else:
+            return
+        sample = TimingSample(
+            shape,
+            local_wait_s=(job.submit_started_at - job.queued_at).total_seconds(),
+            queue_s=max(0.0, watched_s - generation_s),
+            generation_s=max(0.0, generation_s),
+        )
+        (await self._timing_book()).add(sample)
+        try:
+            await self._storage.record_timing(job.id, sample)
+        except Exception:
+            log.exception("job %s: its timings could not be kept", job.id)
+
+    async def _requeue(self, job: JobRecord, **changes: object) -> None:
+        await self._storage.advance(job.id, JobState.QUEUED, **changes)
+        self._queue.poke()
 
     async def _fetch_video(self, job: JobRecord, delivery: Delivery) -> Video | None:
-        """Download the output; between attempts ask for the result again, since output links
-        expire and a fresh result carries a fresh one. None (and refunded) if it never came."""
+        """Stream the output to a file, unless it is over what the destination accepts: then
+        only its link is delivered. Between attempts ask for the result again, since output
+        links expire and a fresh result carries a fresh one. None (and refunded) if it never
+        came. Even a video that will be linked is requested once (its headers, not its body),
+        so a dead link is refunded rather than charged."""
         assert job.prediction_id is not None
         await self._report(job, delivery, Stage.DOWNLOADING)
         # a job from before the lifecycle may have no stored link: ask for the result first
@@ -470,18 +640,33 @@ class JobRunner:
         if not url:
             await self._fail(job, failure(FailureKind.EMPTY_RESULT))
             return None
+        try:
+            accepted = await delivery.attach_limit(job)
+        except Exception:  # the routes still link what is over their own limit
+            log.exception("job %s: the destination's upload limit is unknown", job.id)
+            accepted = MAX_VIDEO_BYTES
+        limit = max(0, min(accepted, MAX_VIDEO_BYTES))
+        path = self._video_files.path(job.id)
+
+        def video(file: Path | None, size: int) -> Video:
+            return Video(url, file, size, job.has_nsfw, job.inference_ms, _elapsed(job))
+
         for attempt in range(self._download_attempts):
             if attempt:
                 await asyncio.sleep(self._download_pause_s * attempt)
                 url = await self._renewed_link(job, url)
             try:
-                data = await self._client.download(url, max_bytes=MAX_VIDEO_BYTES)
-            except ws.TooLarge:
-                data = None  # it is there, only too large to hold: the link is delivered
+                async with self._video_files.downloading:  # a turn among the downloads
+                    size = await self._client.download_to(url, path, max_bytes=limit)
+            except ws.TooLarge as error:
+                return video(None, error.size)  # it is there, only too large: link it
             except ws.WaveSpeedError as error:
                 log.warning("job %s: download attempt %d failed: %s", job.id, attempt + 1, error)
                 continue
-            return Video(url, data, job.has_nsfw, job.inference_ms, _elapsed(job))
+            except OSError as error:  # the disk, not the video: the member still gets it
+                log.error("job %s: the video could not be saved, linking it: %s", job.id, error)
+                return video(None, 0)
+            return video(path, size)
         await self._fail(job, failure(FailureKind.OUTPUT_UNREACHABLE))
         return None
 
@@ -494,37 +679,53 @@ class JobRunner:
             return url
         return prediction.outputs[0] if prediction.outputs else url
 
+    @cached_property
+    def _video_files(self) -> VideoFiles:
+        """This runner's folder of downloaded videos (made on the first download)."""
+        return VideoFiles()
+
     async def _post(self, job: JobRecord, delivery: Delivery, video: Video | None) -> None:
         """Post the video, record the post (which charges it), then the cosmetic steps.
 
         Without a video in hand the job was resumed after a restart, and the attempt it was
         making may have landed: look for that post first; otherwise fetch the video again and
-        post it once more (counted as a new attempt)."""
-        if video is None:
-            posted = await delivery.find_post(job)
-            if posted is not None:
-                await self._record_post(job, posted)
-                return
-            video = await self._fetch_video(job, delivery)
-            if video is None:
-                return
-            job = await self._storage.advance(job.id, JobState.POSTING)
+        post it once more (counted as a new attempt).
+
+        The video's file is deleted at the end whatever happens: posted and recorded, failed,
+        or cut short (the next attempt downloads it again)."""
         try:
-            posted = await delivery.post_video(job, video)
-        except Undeliverable as error:
-            log.error("job %s: the video could not be posted anywhere: %s", job.id, error)
-            await self._fail(job, failure(FailureKind.UNDELIVERABLE))
-            return
-        job = await self._record_post(job, posted)
-        await _quietly(job, delivery.delivered(job, video))
+            if video is None:
+                posted = await delivery.find_post(job)
+                if posted is not None:
+                    await self._record_post(job, posted)
+                    return
+                video = await self._fetch_video(job, delivery)
+                if video is None:
+                    return
+                job = await self._storage.advance(job.id, JobState.POSTING)
+            try:
+                posted = await delivery.post_video(job, video)
+            except Undeliverable as error:
+                log.error("job %s: the video could not be posted anywhere: %s", job.id, error)
+                await self._fail(job, failure(FailureKind.UNDELIVERABLE))
+                return
+            job = await self._record_post(job, posted)
+            await _quietly(job, delivery.delivered(job, video))
+        finally:
+            if video is not None and video.path is not None:
+                # in a thread: deleting a large file takes milliseconds, and posts end together
+                await asyncio.to_thread(self._video_files.discard, video.path)
 
     async def _record_post(self, job: JobRecord, posted: Posted) -> JobRecord:
-        return await self._storage.advance(
+        delivered = await self._storage.advance(
             job.id,
             JobState.DELIVERED,
             result_channel_id=posted.channel_id,
             result_message_id=posted.message_id,
         )
+        assert delivered.delivered_at is not None
+        metrics.observe_delivery((delivered.delivered_at - delivered.created_at).total_seconds())
+        return delivered
 
     async def _fail(self, job: JobRecord, failure: JobFailure) -> None:
         """Refund the job and remember why; the member is told in the next step."""
@@ -535,6 +736,7 @@ class JobRunner:
             error_code=failure.code,
             error_message=failure.message,
         )
+        self._queue.poke()  # it may have been at WaveSpeed: a queued job may go
 
     async def _tell_failure(self, job: JobRecord, delivery: Delivery) -> None:
         assert job.failure_kind is not None
@@ -565,6 +767,11 @@ async def _logged(job_id: int, work: Coroutine[Any, Any, None]) -> None:
         await work
     except Exception:
         log.exception("job %s stopped unexpectedly; the next resume carries it on", job_id)
+
+
+def _jittered(intervals: Iterator[float]) -> Iterator[float]:
+    """The intervals, each 10 % longer or shorter at random."""
+    return (interval * random.uniform(0.9, 1.1) for interval in intervals)
 
 
 def _now() -> datetime:

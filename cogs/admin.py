@@ -1,8 +1,9 @@
-"""Admin commands (Manage Server): /usage with a CSV export, and /wanbot-settings (notices,
-NSFW policy, and where and by whom videos may be made)."""
+"""Admin commands (Manage Server): /usage with a chart and a CSV export, and /wanbot-settings
+(notices, NSFW policy, and where and by whom videos may be made)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import Sequence
@@ -12,18 +13,22 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.charts import usage_chart
 from bot.domain.access import MAX_ENTRIES, TooManyEntries, VideoAccess, with_id, without_id
 from bot.domain.budget import period_key
 from bot.domain.job import LedgerEntry
 from bot.domain.pricing import format_usd
 from bot.domain.server_settings import (
+    CONFIRM_ABOVE,
     LOG_CHANNEL,
     NSFW_POLICY,
     VIDEO_CHANNELS,
     VIDEO_ROLES,
     NsfwPolicy,
     ServerSetting,
+    parse_confirm_above,
 )
+from bot.domain.spend import daily_spend
 from cogs import texts
 from storage.server_settings import load_setting, load_video_access, save_setting
 
@@ -78,6 +83,13 @@ def ledger_csv(entries: Sequence[LedgerEntry]) -> bytes:
     return out.getvalue().encode()
 
 
+def member_name(guild: discord.Guild | None, member_id: int) -> str:
+    """A member's display name if the guild's cache has them (the bot has no members intent,
+    so it does not ask Discord), else `member <id>`."""
+    member = guild.get_member(member_id) if guild else None
+    return texts.member_label(member_id, member.display_name if member else None)
+
+
 def can_post(channel: discord.TextChannel) -> bool:
     """Whether the bot may send messages in `channel`."""
     permissions = channel.permissions_for(channel.guild.me)
@@ -106,12 +118,14 @@ class AdminCog(commands.Cog, name="Admin"):
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.checks.has_permissions(manage_guild=True)
     async def usage(self, interaction: discord.Interaction) -> None:
-        """Spend this period, the top members, and the period's ledger as CSV."""
+        """Spend this period, the top members, the period's ledger as CSV, and a chart of the
+        spend per day and per member (when anything was charged)."""
         assert interaction.guild_id is not None
         storage = self.bot.services.storage
         server = await storage.server_balance(interaction.guild_id)
         members = await storage.usage(interaction.guild_id)
-        period = period_key(discord.utils.utcnow(), self.bot.settings.budget_period)
+        now = discord.utils.utcnow()
+        period = period_key(now, self.bot.settings.budget_period)
         entries = await storage.ledger(interaction.guild_id, period)
         lines = [
             f"**Video spend this period ({period})**",
@@ -128,10 +142,22 @@ class AdminCog(commands.Cog, name="Admin"):
             ]
         else:
             lines.append("Nobody has made a video this period.")
-        file = discord.File(io.BytesIO(ledger_csv(entries)), f"wanbot-ledger-{period}.csv")
+        files = [discord.File(io.BytesIO(ledger_csv(entries)), f"wanbot-ledger-{period}.csv")]
+        days = daily_spend(entries, now, self.bot.settings.budget_period)
+        if any(spent for _, spent in days):
+            top = [
+                (member_name(interaction.guild, m.member_id), m.spent_micro)
+                for m in members[:TOP_MEMBERS]
+                if m.spent_micro > 0
+            ]
+            # drawing is CPU work: keep it off the event loop
+            chart = await asyncio.to_thread(usage_chart, period, days, top)
+            files.append(discord.File(io.BytesIO(chart), f"wanbot-usage-{period}.png"))
+        elif members:  # videos in progress or refunded, nothing charged: nothing to draw
+            lines.append(texts.NO_CHART)
         await interaction.response.send_message(
             "\n".join(lines),
-            file=file,
+            files=files,
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )
@@ -159,11 +185,15 @@ class AdminCog(commands.Cog, name="Admin"):
         """All settings."""
         await self._reply(interaction)
 
-    @settings.command(name="set", description="Admin notices and the NSFW policy (admins)")
+    @settings.command(
+        name="set", description="Admin notices, the NSFW policy, price confirmation (admins)"
+    )
     @app_commands.checks.has_permissions(manage_guild=True)
     @app_commands.describe(
         log_channel="Where admin notices go (e.g. the WaveSpeed account is out of credit)",
         nsfw_videos="Videos flagged NSFW in channels that aren't age-restricted",
+        confirm_above="Members confirm the price of videos over this many dollars, e.g. 0.50 "
+        "(0 or off: never)",
     )
     async def set_(
         self,
@@ -171,10 +201,20 @@ class AdminCog(commands.Cog, name="Admin"):
         log_channel: discord.TextChannel | None = None,
         # a Literal of NsfwPolicy's values: an enum here would show its member names as choices
         nsfw_videos: Literal["spoiler", "withhold"] | None = None,
+        confirm_above: app_commands.Range[str, 1, 20] | None = None,
     ) -> None:
         """Change the given settings, then show all of them."""
         assert interaction.guild_id is not None
         storage = self.bot.services.storage
+        if confirm_above is not None:  # checked first: a bad amount changes nothing
+            try:
+                threshold = parse_confirm_above(confirm_above)
+            except ValueError:
+                raise app_commands.AppCommandError(
+                    "confirm_above must be a dollar amount such as 0.50, or 0 / off to stop "
+                    "asking. Nothing was changed."
+                ) from None
+            await save_setting(storage, interaction.guild_id, CONFIRM_ABOVE, threshold)
         if log_channel is not None:
             await save_setting(storage, interaction.guild_id, LOG_CHANNEL, log_channel.id)
         if nsfw_videos is not None:
@@ -338,6 +378,7 @@ class AdminCog(commands.Cog, name="Admin"):
         lines += [
             f"Admin notices go to {where}.",
             f"NSFW-flagged videos outside age-restricted channels: **{policy}**.",
+            texts.confirm_above_summary(await load_setting(storage, guild.id, CONFIRM_ABOVE)),
             texts.access_summary(access, gone),
         ]
         await interaction.response.send_message(

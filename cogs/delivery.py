@@ -15,12 +15,14 @@ Every message states its allowed mentions: at most the member who asked is pinge
 
 from __future__ import annotations
 
-import io
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
@@ -34,6 +36,7 @@ from bot.domain.request import GenerationRequest
 from bot.domain.server_settings import LOG_CHANNEL, NSFW_POLICY, NsfwPolicy
 from bot.runner import Posted, Progress, Undeliverable, Video
 from cogs import texts
+from cogs.cancel import waiting_view
 from storage.server_settings import load_setting
 
 if TYPE_CHECKING:
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_MARGIN = timedelta(minutes=1)  # stop using a token this long before it dies
 EDIT_INTERVAL_S = 5.0  # at most one progress edit per job this often (Discord rate limits)
+GATEWAY_WAIT_S = 60.0  # how long a resumed job's delivery waits for the gateway at start-up
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 DM_UPLOAD_LIMIT = DEFAULT_UPLOAD_LIMIT
 TOKEN_ERRORS = (50027, 10015, 10062)  # invalid webhook token, unknown webhook, unknown interaction
@@ -52,6 +56,8 @@ HISTORY_LOOKBACK = 100  # messages read when looking for a post an earlier run m
 SEND_ERRORS = (discord.HTTPException, aiohttp.ClientError, TimeoutError)
 NO_MENTIONS = discord.AllowedMentions.none()
 T = TypeVar("T")
+# The buttons under a finished video, from its job id and request (what applies to it).
+ResultView = Callable[[int, GenerationRequest], discord.ui.View]
 
 
 def member_only(member_id: int) -> discord.AllowedMentions:
@@ -72,31 +78,35 @@ class Outgoing:
     """A message to send: text, optionally the video and the result buttons."""
 
     text: str
-    video: bytes | None = None
+    video: Path | None = None  # the file to attach; None: no video, or only its link
+    size: int = 0  # the video's bytes (for a video only linked, as much as is known)
     filename: str = ""
     spoiler: bool = False
     view: discord.ui.View | None = None
     link: str | None = None  # where the video can be fetched, if it can't be attached
 
     def kwargs(self, member_id: int) -> dict[str, Any]:
-        """Arguments for `send`, mentioning only the member (a new File each time)."""
+        """Arguments for `send`, mentioning only the member (a new File each time: discord.py
+        streams it from disk while uploading, and closes it once sent)."""
         extra: dict[str, Any] = {"content": self.text, "allowed_mentions": member_only(member_id)}
         if self.view is not None:
             extra["view"] = self.view
         if self.video is not None:
-            extra["file"] = discord.File(
-                io.BytesIO(self.video), self.filename, spoiler=self.spoiler
-            )
+            extra["file"] = discord.File(self.video, self.filename, spoiler=self.spoiler)
         return extra
 
     def within(self, limit: int) -> Outgoing:
-        """The same, with the link instead of a video over `limit` bytes."""
-        if self.video is None or len(self.video) <= limit:
+        """The same, with the link instead of a video over `limit` bytes or not downloaded."""
+        if self.link is None or (self.video is not None and self.size <= limit):
             return self
-        note = (
-            f"The video is {len(self.video) / 2**20:.1f} MB, over the {limit / 2**20:.0f} MB "
-            f"upload limit here. Download it from WaveSpeed soon (the link expires): {self.link}"
-        )
+        mb = f"{limit / 2**20:.0f} MB"
+        if self.video is not None:
+            what = f"The video is {self.size / 2**20:.1f} MB, over the {mb} upload limit here."
+        elif self.size > limit:  # not downloaded: its size may be only a lower bound
+            what = f"The video is over the {mb} upload limit here."
+        else:
+            what = "The video could not be attached here."
+        note = f"{what} Download it from WaveSpeed soon (the link expires): {self.link}"
         return replace(self, text=f"{self.text}\n{note}", video=None)
 
     def direct(self, channel_id: int) -> Outgoing:
@@ -110,10 +120,18 @@ class InteractionLink:
     edit the private status and send follow-ups, until the token expires. Made from the
     interaction in hand, or from the token stored with the job — the same requests either way."""
 
-    def __init__(self, webhook: discord.Webhook, expires_at: datetime, upload_limit: int) -> None:
+    def __init__(
+        self,
+        webhook: discord.Webhook,
+        expires_at: datetime,
+        upload_limit: int,
+        *,
+        from_token: bool = False,
+    ) -> None:
         self._webhook = webhook
         self.expires_at = expires_at
         self.upload_limit = upload_limit
+        self.from_token = from_token  # made from a stored token, not the interaction in hand
 
     @classmethod
     def of_interaction(cls, interaction: discord.Interaction) -> InteractionLink:
@@ -128,18 +146,20 @@ class InteractionLink:
             {"id": token.application_id, "type": 3, "token": token.token},
             state=bot._connection,
         )
-        return cls(webhook, token.expires_at, upload_limit)
+        return cls(webhook, token.expires_at, upload_limit, from_token=True)
 
     def usable(self) -> bool:
         """Whether the token still has time to be used (by the bot's clock)."""
         return discord.utils.utcnow() < self.expires_at - TOKEN_MARGIN
 
-    async def edit_status(self, text: str) -> None:
-        """Replace the private status message (the interaction's response)."""
+    async def edit_status(self, text: str, view: discord.ui.View | None = None) -> None:
+        """Replace the private status message (the interaction's response) and its buttons
+        (none unless `view`)."""
         await self._webhook.edit_message(
             ORIGINAL,  # type: ignore[arg-type]  # the route takes this in place of an id
             content=text,
             allowed_mentions=NO_MENTIONS,
+            view=view,
         )
 
     async def follow_up(self, message: dict[str, Any], *, ephemeral: bool) -> discord.Message:
@@ -155,20 +175,18 @@ class DiscordDelivery:
         bot: WanBot,
         interaction: discord.Interaction | None = None,
         *,
-        result_view: Callable[[int], discord.ui.View],
+        result_view: ResultView,
     ) -> None:
         self.bot = bot
         # how to reach the member's interaction; None without one, or once it is gone
         self._link = None if interaction is None else InteractionLink.of_interaction(interaction)
         self._result_view = result_view
         self._last_edit = float("-inf")
-        self._last_stage: Stage | None = None
+        self._last_shown: tuple[Stage, int | None] | None = None
         self._withheld = False
 
     @classmethod
-    def for_job(
-        cls, bot: WanBot, job: JobRecord, *, result_view: Callable[[int], discord.ui.View]
-    ) -> DiscordDelivery:
+    def for_job(cls, bot: WanBot, job: JobRecord, *, result_view: ResultView) -> DiscordDelivery:
         """A delivery for a job followed without its interaction in hand (resumed after a
         restart, or taken over from another process): it answers through the interaction token
         stored with the job while that lasts."""
@@ -183,32 +201,51 @@ class DiscordDelivery:
         await self._edit_status(job, text)
 
     # --- bot.runner.Delivery ------------------------------------------------------------------
+    async def attach_limit(self, job: JobRecord) -> int:
+        """The upload limit of the route post_video tries first: the interaction's follow-up
+        while its token lasts (on a first attempt), else the channel's server, or the direct
+        message for a withheld video. A later route whose limit is lower links the video."""
+        await self._gateway(job)
+        if self._link is not None and self._link.usable() and job.post_attempts == 0:
+            return self._link.upload_limit
+        if await self._withholds(job, job.has_nsfw):
+            return DM_UPLOAD_LIMIT
+        return _upload_limit(self.bot, job)
+
     async def progress(self, job: JobRecord, progress: Progress) -> None:
         now = time.monotonic()
-        if progress.stage == self._last_stage and now - self._last_edit < EDIT_INTERVAL_S:
+        # a new stage or place in the queue shows at once; the same one at most every few seconds
+        shown = (progress.stage, progress.ahead)
+        if shown == self._last_shown and now - self._last_edit < EDIT_INTERVAL_S:
             return
-        self._last_stage, self._last_edit = progress.stage, now
+        self._last_shown, self._last_edit = shown, now
         balance = await self.bot.services.storage.member_balance(job.guild_id, job.member_id)
         request = GenerationRequest.model_validate_json(job.request_json)
         text = texts.status_text(
-            request, job.price_micro, balance, progress.stage, progress.elapsed_s
+            request,
+            job.price_micro,
+            balance,
+            progress.stage,
+            progress.elapsed_s,
+            ahead=progress.ahead,
+            eta_s=progress.eta_s,
         )
-        await self._edit_status(job, text)
+        waiting = progress.stage is Stage.WAITING
+        await self._edit_status(job, text, waiting_view(job.id) if waiting else None)
 
     async def post_video(self, job: JobRecord, video: Video) -> Posted:
+        await self._gateway(job)
         request = GenerationRequest.model_validate_json(job.request_json)
         hidden = video.nsfw and not self._channel_is_nsfw(job)
-        policy = await load_setting(self.bot.services.storage, job.guild_id, NSFW_POLICY)
-        self._withheld = hidden and policy is NsfwPolicy.WITHHOLD
+        self._withheld = await self._withholds(job, video.nsfw)
         note = "⚠️ WaveSpeed flagged this video as NSFW, so it is behind a spoiler." * hidden
-        if video.data is None:
-            note += f"\nThe video is too large to attach; get it from WaveSpeed soon: {video.url}"
-        outgoing = Outgoing(
+        outgoing = Outgoing(  # a video not downloaded gets its link from within()
             texts.result_text(job.member_id, request, job.price_micro, video.elapsed_s, note),
-            video=video.data,
+            video=video.path,
+            size=video.size,
             filename=f"wanbot-{job.id}.mp4",
             spoiler=hidden,
-            view=self._result_view(job.id),
+            view=self._result_view(job.id, request),
             link=video.url,
         )
         if self._withheld:  # only the member may see it: privately, or in a direct message
@@ -226,6 +263,7 @@ class DiscordDelivery:
         return Posted(message.channel.id, message.id)
 
     async def find_post(self, job: JobRecord) -> Posted | None:
+        await self._gateway(job)
         for channel in (
             self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id),
             await self._dm_channel(job),
@@ -249,6 +287,7 @@ class DiscordDelivery:
         await self._edit_status(job, f"✅ Done — {format_usd(job.price_micro)} charged.")
 
     async def failed(self, job: JobRecord, failure: JobFailure) -> None:
+        await self._gateway(job)
         refunded = job.settlement is not Settlement.CHARGE
         text = texts.failure_text(job.member_id, failure, job.price_micro, refunded)
         told = await self._edit_status(job, text)
@@ -264,6 +303,7 @@ class DiscordDelivery:
             await self._tell_admins(job, texts.admin_notice(failure, job))
 
     async def undecided(self, job: JobRecord, candidate_ids: list[str]) -> None:
+        await self._gateway(job)
         await self._tell_admins(job, texts.undecided_notice(job, candidate_ids))
 
     # --- routes: each sends one message, or raises ---------------------------------------------
@@ -305,6 +345,16 @@ class DiscordDelivery:
         raise Undeliverable("; ".join(errors) or "no route")
 
     # --- helpers -------------------------------------------------------------------------------
+    async def _gateway(self, job: JobRecord) -> None:
+        """Wait (a while at most) for the gateway: a job resumed at start-up polls WaveSpeed at
+        once, but what it posts depends on the server's channels and limits, known only then."""
+        if self.bot.is_ready():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.bot.wait_until_ready(), GATEWAY_WAIT_S)
+        if self._link is not None and self._link.from_token:
+            self._link.upload_limit = _upload_limit(self.bot, job)  # the server is known now
+
     def _fresh_link(self) -> InteractionLink:
         """The member's interaction while its token can be used, else _NoToken."""
         if self._link is None or not self._link.usable():
@@ -326,16 +376,25 @@ class DiscordDelivery:
                 await self.bot.services.storage.forget_interaction(job.id)
             raise
 
+    async def _withholds(self, job: JobRecord, nsfw: bool) -> bool:
+        """Whether an NSFW-flagged video is sent only to the member (the server's setting)."""
+        if not nsfw or self._channel_is_nsfw(job):
+            return False
+        policy = await load_setting(self.bot.services.storage, job.guild_id, NSFW_POLICY)
+        return policy is NsfwPolicy.WITHHOLD
+
     def _channel_is_nsfw(self, job: JobRecord) -> bool:
         channel = self.bot.get_channel(job.channel_id)
         is_nsfw = getattr(channel, "is_nsfw", None)
         return bool(is_nsfw and is_nsfw())
 
-    async def _edit_status(self, job: JobRecord, text: str) -> bool:
+    async def _edit_status(
+        self, job: JobRecord, text: str, view: discord.ui.View | None = None
+    ) -> bool:
         """Edit the private status message while the token lives; False when that can't be done."""
         try:
             link = self._fresh_link()
-            await self._with_token(job, link.edit_status(text))
+            await self._with_token(job, link.edit_status(text, view))
             return True
         except _NoToken:
             return False

@@ -1,4 +1,6 @@
-"""/video and the buttons on its results (Re-roll, Same seed, Delete), restart-safe."""
+"""/video and the buttons on its results (Re-roll, Same seed, Delete, and the variations:
+1080p, With audio / Silent, Longer), restart-safe; prices over the server's confirm_above, and
+every variation's, are confirmed first (cogs/confirm.py)."""
 
 from __future__ import annotations
 
@@ -30,9 +32,13 @@ from bot.domain.request import (
     GenerationRequest,
     InvalidRequest,
 )
+from bot.domain.server_settings import CONFIRM_ABOVE, needs_confirmation
+from bot.domain.variations import NotApplicable, Variation, variations_of, varied
 from cogs import texts
+from cogs.cancel import CancelButton
+from cogs.confirm import Confirmations, ConfirmButton
 from cogs.delivery import NO_MENTIONS, DiscordDelivery
-from storage.server_settings import load_video_access
+from storage.server_settings import load_setting, load_video_access
 
 if TYPE_CHECKING:
     from bot.app import WanBot
@@ -79,11 +85,48 @@ class JobButton(
         await cog.on_button(interaction, self.action, self.job_id)
 
 
-def result_view(job_id: int) -> discord.ui.View:
-    """The buttons under a finished video."""
+class VariationButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"wanbot:vary:(?P<variation>hd|audio|silent|longer):(?P<job>\d+)",
+):
+    """Re-run a result with one change (bot.domain.variations), after confirming its price; the
+    custom_id names the variation and the job, so it survives restarts."""
+
+    def __init__(self, variation: Variation, job_id: int, label: str | None = None) -> None:
+        # a button rebuilt from a click needs no label: only its custom_id and callback matter
+        default, emoji = texts.VARIATION_BUTTONS[variation]
+        super().__init__(
+            discord.ui.Button(
+                label=label or default,
+                emoji=emoji,
+                style=discord.ButtonStyle.primary,
+                custom_id=f"wanbot:vary:{variation}:{job_id}",
+                row=1,  # under Re-roll / Same seed / Delete
+            )
+        )
+        self.variation = variation
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> VariationButton:
+        return cls(Variation(match["variation"]), int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = interaction.client.get_cog(VideoCog.__cog_name__)
+        assert isinstance(cog, VideoCog)
+        await cog.on_variation(interaction, self.variation, self.job_id)
+
+
+def result_view(job_id: int, request: GenerationRequest | None = None) -> discord.ui.View:
+    """The buttons under a finished video: with its request, the variations that apply to it."""
     view = discord.ui.View(timeout=None)
     for action in BUTTON_LABELS:
         view.add_item(JobButton(action, job_id))
+    for variation in variations_of(request) if request is not None else ():
+        label = texts.variation_button(variation, request)
+        view.add_item(VariationButton(variation, job_id, label))
     return view
 
 
@@ -121,21 +164,16 @@ class VideoCog(commands.Cog, name="Video"):
 
     def __init__(self, bot: WanBot) -> None:
         self.bot = bot
-        self._resuming: asyncio.Task[None] | None = None
+        self.confirmations = Confirmations()  # price prompts waiting for Confirm or Cancel
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(JobButton)  # buttons of earlier runs keep working
-        self._resuming = asyncio.create_task(self._resume_when_ready())
-
-    async def cog_unload(self) -> None:
-        if self._resuming is not None:
-            self._resuming.cancel()
-
-    async def _resume_when_ready(self) -> None:
-        """Once connected, follow what a previous run left unfinished, and from then on the jobs
-        of any process that died (through the interaction token kept with each job while it
-        lasts, then the channel); the runner stops watching on close."""
-        await self.bot.wait_until_ready()
+        # buttons of earlier runs keep working (a price prompt's answer that it expired)
+        self.bot.add_dynamic_items(JobButton, CancelButton, VariationButton, ConfirmButton)
+        # Follow what a previous run left unfinished, and from then on the jobs of any process
+        # that died (through the interaction token kept with each job while it lasts, then the
+        # channel); the runner stops watching on close. At once, not after the gateway is ready
+        # (seconds later): polling needs only WaveSpeed, and a delivery waits for the gateway
+        # itself (DiscordDelivery).
         self.bot.services.runner.watch(
             self.delivery_for_job, include=lambda job: job.guild_id != CLI_GUILD_ID
         )
@@ -247,13 +285,50 @@ class VideoCog(commands.Cog, name="Video"):
         )
         return False
 
+    async def cog_unload(self) -> None:
+        self.confirmations.close()
+
     async def launch(
         self,
         interaction: discord.Interaction,
         request: GenerationRequest,
         uploads: dict[str, MediaFile] | None = None,
+        *,
+        confirm: bool = False,
+        title: str | None = None,
     ) -> None:
-        """Reserve and start a job for an interaction that was deferred ephemerally."""
+        """Reserve and start a job for an interaction that was deferred ephemerally — first
+        asking the member to confirm the price when it is over the server's confirm_above, or
+        always with `confirm`. `title` names what is made in that prompt ("The 1080p version").
+        """
+        assert interaction.guild_id is not None
+        storage = self.bot.services.storage
+        price = request.price_micro
+        if not confirm:
+            threshold = await load_setting(storage, interaction.guild_id, CONFIRM_ABOVE)
+            confirm = needs_confirmation(price, threshold)
+        if not confirm:
+            await self._start(interaction, request, uploads)
+            return
+        balance = await storage.member_balance(interaction.guild_id, interaction.user.id)
+
+        async def on_confirm(click: discord.Interaction) -> None:
+            if not await self.allowed(click):  # the rules may have changed meanwhile
+                return
+            await click.response.edit_message(content=texts.CONFIRM_STARTING, view=None)
+            # the budget is checked now: the balance may have changed since the prompt
+            await self._start(click, request, uploads)
+
+        text = texts.confirm_text(request, price, balance, title)
+        await self.confirmations.ask(interaction, text, on_confirm)
+
+    async def _start(
+        self,
+        interaction: discord.Interaction,
+        request: GenerationRequest,
+        uploads: dict[str, MediaFile] | None,
+    ) -> None:
+        """Reserve and start a job; its status replaces the interaction's (private) response."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
         owner = JobOwner(interaction.guild_id, interaction.channel_id, interaction.user.id)
         delivery = self.delivery(interaction)
@@ -296,6 +371,26 @@ class VideoCog(commands.Cog, name="Video"):
                 await interaction.response.send_modal(SameSeedModal(self, request))
             case "delete":
                 await self._delete(interaction, job)
+
+    async def on_variation(
+        self, interaction: discord.Interaction, variation: Variation, job_id: int
+    ) -> None:
+        """A variation of a result: its price confirmed first, charged to whoever clicks."""
+        job = await self.bot.services.storage.get_job(job_id)
+        if job is None or job.guild_id != interaction.guild_id:
+            await interaction.response.send_message("That video is unknown here.", ephemeral=True)
+            return
+        if not await self.allowed(interaction):
+            return
+        request = GenerationRequest.model_validate_json(job.request_json)
+        try:
+            changed = varied(request, variation)
+        except NotApplicable:  # a button of an older layout: nothing would change
+            await interaction.response.send_message(texts.VARIATION_GONE, ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        title = texts.variation_title(variation, changed)
+        await self.launch(interaction, changed, confirm=True, title=title)
 
     async def _delete(self, interaction: discord.Interaction, job: JobRecord) -> None:
         permissions = interaction.permissions

@@ -8,6 +8,8 @@ from typing import Protocol
 from bot.domain.budget import Balance
 from bot.domain.job import InteractionToken, JobOwner, JobRecord, LedgerEntry, MemberUsage
 from bot.domain.lifecycle import JobState
+from bot.domain.queue import QueueLimits, QueueSnapshot
+from bot.domain.timing import TimingSample
 
 
 class Storage(Protocol):
@@ -83,6 +85,28 @@ class Storage(Protocol):
         """Give up the job's lease if `owner` holds it (else change nothing)."""
         ...
 
+    # --- the local queue and timings (bot.domain.queue, bot.domain.timing) --------------------
+    async def queue_snapshot(self, window_s: float = 60.0) -> QueueSnapshot:
+        """The queued jobs (oldest first), the recent turns of their servers and members, how
+        many jobs are at WaveSpeed and how many submits began in the last `window_s`, read at
+        one moment."""
+        ...
+
+    async def admit(self, job_id: int, owner: str, limits: QueueLimits) -> JobRecord | None:
+        """Move the queued job `owner` follows to `submitting` if the account's `limits` leave
+        room (jobs at WaveSpeed, submits in its window), counting the attempt and logging
+        the submit, in one transaction that no other admission interleaves with; None, changing
+        nothing, if they do not, or if the job is no longer queued or followed by `owner`."""
+        ...
+
+    async def record_timing(self, job_id: int, sample: TimingSample) -> None:
+        """Keep a finished job's timings (once per job)."""
+        ...
+
+    async def recent_timings(self, per_shape: int) -> list[TimingSample]:
+        """The latest `per_shape` timings of each shape, oldest first."""
+        ...
+
     # --- budgets ------------------------------------------------------------------------------
     async def member_balance(self, guild_id: int, member_id: int) -> Balance: ...
 
@@ -122,3 +146,29 @@ class Storage(Protocol):
     async def get_bot_setting(self, key: str) -> str | None: ...
 
     async def set_bot_setting(self, key: str, value: str | None) -> None: ...
+
+    # --- health and metrics -------------------------------------------------------------------
+    async def ping(self) -> None:
+        """One trivial query that reads the database; raises whatever stops it answering."""
+        ...
+
+    async def job_counts(self) -> dict[str, int]:
+        """How many jobs are in each state, read now (states without a job are left out)."""
+        ...
+
+    async def spend_by_guild(self) -> dict[int, int]:
+        """What each server was charged in the current period, in micro-dollars (servers charged
+        nothing are left out)."""
+        ...
+
+    # --- /history --------------------------------------------------------------------------------
+    async def history(
+        self, guild_id: int, member_id: int, *, offset: int, limit: int
+    ) -> list[JobRecord]:
+        """One page of a member's jobs in a server, newest first: `limit` jobs after skipping
+        the `offset` newest."""
+        ...
+
+    async def history_count(self, guild_id: int, member_id: int) -> int:
+        """How many jobs a member has in a server (every state)."""
+        ...

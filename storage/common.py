@@ -17,6 +17,8 @@ from typing import Any
 from bot.domain.budget import SERVER_SCOPE_MEMBER_ID
 from bot.domain.job import InteractionToken, JobRecord, LedgerEntry
 from bot.domain.lifecycle import IN_PROGRESS, FailureKind, JobState, Settlement
+from bot.domain.queue import QueueEntry, QueueSnapshot
+from bot.domain.timing import TimingSample
 
 # A job's columns, in JobRecord's order; `settlement` comes from the ledger, not the jobs table.
 JOB_COLUMNS = tuple(field.name for field in fields(JobRecord) if field.name != "settlement")
@@ -31,6 +33,7 @@ JOB_DATETIMES = (
     "delivered_at",
     "lease_until",
     "interaction_expires_at",
+    "queued_at",
 )
 # The states counted against a member's in-progress limit, as stored.
 IN_PROGRESS_VALUES = tuple(sorted(state.value for state in IN_PROGRESS))
@@ -49,11 +52,13 @@ MOVABLE_COLUMNS = frozenset(
         "result_channel_id",
         "result_message_id",
         "hold_until",
+        "retried_prediction_id",
     }
 )
 # The moment each state is reached is stamped into these columns. Entering `delivered` both
 # settles the job (finished_at) and shows the member its outcome (delivered_at).
 STAMPS_ON_ENTERING: dict[JobState, tuple[str, ...]] = {
+    JobState.QUEUED: ("queued_at",),
     JobState.SUBMITTING: ("submit_started_at",),
     JobState.UNCERTAIN: ("submit_ended_at",),
     JobState.SUBMITTED: ("submitted_at",),
@@ -61,6 +66,11 @@ STAMPS_ON_ENTERING: dict[JobState, tuple[str, ...]] = {
     JobState.FAILED: ("finished_at",),
     JobState.CLOSED: ("delivered_at",),
 }
+
+# Stamps that keep their first value: a job sent back to the queue keeps its place in it.
+FIRST_STAMPS = frozenset({"queued_at"})
+# What a move back to the queue clears: the next submit starts afresh.
+CLEARED_ON_REQUEUE = ("prediction_id", "wavespeed_status", "submit_ended_at", "hold_until")
 
 # The interaction a job was asked for (a credential): written with the reservation, cleared when
 # the job reaches a final state so that it does not linger in the database.
@@ -84,6 +94,21 @@ WHERE COALESCE(b.granted, 0) != COALESCE(l.granted, 0)
    OR COALESCE(b.spent, 0) != COALESCE(l.spent, 0)
    OR COALESCE(b.held, 0) != COALESCE(l.held, 0)
 ORDER BY guild_id, member_id, period_key
+"""
+
+# The local queue remembers a server's or member's turns this long (after a day of nothing,
+# they are as new).
+SERVED_MEMORY = timedelta(days=1)
+
+# The latest timings of each shape, oldest first ({per_shape}: the store's parameter mark).
+RECENT_TIMINGS_SQL = """
+SELECT shape, local_wait_s, queue_s, generation_s FROM (
+    SELECT job_timings.*,
+           ROW_NUMBER() OVER (PARTITION BY shape ORDER BY job_id DESC) AS latest
+    FROM job_timings
+) AS ranked
+WHERE latest <= {per_shape}
+ORDER BY job_id
 """
 
 _MIGRATION_FILE = re.compile(r"(\d+)_\w+\.sql")
@@ -121,16 +146,29 @@ def lease_expiry(owner: str, lease_s: float, now: datetime) -> datetime:
     return now + timedelta(seconds=lease_s)
 
 
-def move_columns(to: JobState, changes: Mapping[str, object], now: datetime) -> dict[str, object]:
-    """The columns a move into `to` writes: the state, the caller's `changes` (only those a move
-    may set, else ValueError), the stamps of entering `to`, and on entering a final state the
-    interaction token cleared."""
+def move_columns(
+    job: JobRecord, to: JobState, changes: Mapping[str, object], now: datetime
+) -> dict[str, object]:
+    """The columns a move of `job` into `to` writes: the state, the caller's `changes` (only
+    those a move may set, else ValueError), the stamps of entering `to` (a first stamp only if
+    unset), what a requeue or a final state clears, and the counters a move counts."""
     unknown = set(changes) - MOVABLE_COLUMNS
     if unknown:
         raise ValueError(f"not a column a move may set: {', '.join(sorted(unknown))}")
-    stamps = dict.fromkeys(STAMPS_ON_ENTERING.get(to, ()), now)
+    stamps = {
+        name: now
+        for name in STAMPS_ON_ENTERING.get(to, ())
+        if name not in FIRST_STAMPS or getattr(job, name) is None
+    }
     cleared = dict.fromkeys(INTERACTION_COLUMNS if to in CLEARS_INTERACTION else ())
-    return {"state": to.value, **changes, **stamps, **cleared}
+    if to is JobState.QUEUED and job.state is not JobState.RESERVED:
+        cleared.update(dict.fromkeys(CLEARED_ON_REQUEUE))
+    counted: dict[str, object] = {}
+    if to is JobState.POSTING:
+        counted["post_attempts"] = job.post_attempts + 1
+    if to is JobState.SUBMITTING:
+        counted["attempts"] = job.attempts + 1
+    return {"state": to.value, **cleared, **changes, **stamps, **counted}
 
 
 def interaction_values(
@@ -164,6 +202,25 @@ def ledger_entry(values: Mapping[str, Any]) -> LedgerEntry:
     if isinstance(record["created_at"], str):
         record["created_at"] = datetime.fromisoformat(record["created_at"])
     return LedgerEntry(**record)
+
+
+def snapshot_of(
+    entries: tuple[QueueEntry, ...],
+    turns: list[tuple[int, int, datetime]],
+    at_wavespeed: int,
+    recent_submits: int,
+) -> QueueSnapshot:
+    """A QueueSnapshot from the queued jobs and each (server, member)'s latest turn."""
+    member_served_at = {(guild, member): at for guild, member, at in turns}
+    guild_served_at: dict[int, datetime] = {}
+    for (guild, _), at in member_served_at.items():
+        guild_served_at[guild] = max(at, guild_served_at.get(guild, at))
+    return QueueSnapshot(entries, guild_served_at, member_served_at, at_wavespeed, recent_submits)
+
+
+def timing_sample(row: Mapping[str, Any]) -> TimingSample:
+    """A TimingSample from a job_timings row."""
+    return TimingSample(row["shape"], row["local_wait_s"], row["queue_s"], row["generation_s"])
 
 
 def audit_line(row: Mapping[str, Any]) -> str:

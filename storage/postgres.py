@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -46,12 +46,16 @@ from bot.domain.lifecycle import (
     can_move,
     settlement_on_entering,
 )
+from bot.domain.queue import QueueEntry, QueueLimits, QueueSnapshot
+from bot.domain.timing import TimingSample
 from storage.common import (
     AUDIT_SQL,
     IN_PROGRESS_VALUES,
     INTERACTION_COLUMNS,
     JOB_COLUMNS,
     LEDGER_COLUMNS,
+    RECENT_TIMINGS_SQL,
+    SERVED_MEMORY,
     audit_line,
     interaction_values,
     job_record,
@@ -62,6 +66,8 @@ from storage.common import (
     require_member,
     require_micro,
     require_scope,
+    snapshot_of,
+    timing_sample,
 )
 
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
@@ -84,6 +90,22 @@ _CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Interfa
 
 _JOB_LIST = ", ".join(JOB_COLUMNS)
 _JOB_SELECT = f"SELECT {_JOB_LIST}, settlement FROM job_records"
+_RECENT_TIMINGS_SQL = RECENT_TIMINGS_SQL.format(per_shape="$1")
+# One key for every process admitting queued jobs ("wanbotQ" in ASCII).
+_ADMISSION_LOCK = 0x77616E626F7451
+_QUEUED_SQL = (
+    "SELECT id, guild_id, member_id, queued_at FROM jobs WHERE state = 'queued' "
+    "ORDER BY queued_at, id"
+)
+_TURNS_SQL = """
+SELECT guild_id, member_id, max(at) AS at FROM submits
+WHERE guild_id = ANY($1::bigint[]) AND at > $2
+GROUP BY guild_id, member_id
+"""
+_AT_WAVESPEED_SQL = (
+    "SELECT count(*) FROM jobs WHERE state IN ('submitting', 'uncertain', 'submitted')"
+)
+_RECENT_SUBMITS_SQL = "SELECT count(*) FROM submits WHERE at > $1"
 
 # The allowance of budget $2 (a member, or 0 for the server) in server $1: its latest `limit`
 # row in any period, else the default $4. Inside the subquery the names are the ledger's.
@@ -472,13 +494,11 @@ class PostgresStorage:
         balances it moves, in one transaction. Raises IllegalTransition (changing nothing) for a
         move the lifecycle forbids."""
         now = self._clock()
-        columns = move_columns(to, changes, now)
         async with self._transaction() as conn:
             job = await self._locked_job(conn, job_id)
             if not can_move(job.state, to):
                 raise IllegalTransition(job_id, job.state, to)
-            if to is JobState.POSTING:
-                columns["post_attempts"] = job.post_attempts + 1
+            columns = move_columns(job, to, changes, now)
             # the names are this module's (move_columns refuses others), the values parameters
             assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
             row = await conn.fetchrow(
@@ -505,12 +525,15 @@ class PostgresStorage:
         )
 
     async def known_predictions(self, prediction_ids: Collection[str]) -> set[str]:
-        """Which of these WaveSpeed task ids already belong to a job."""
+        """Which of these WaveSpeed task ids already belong to a job (its task, or the one it
+        submitted before a retry)."""
         rows = await self._pool.fetch(
-            "SELECT prediction_id FROM jobs WHERE prediction_id = ANY($1::text[])",
+            "SELECT prediction_id AS id FROM jobs WHERE prediction_id = ANY($1::text[]) "
+            "UNION SELECT retried_prediction_id FROM jobs "
+            "WHERE retried_prediction_id = ANY($1::text[])",
             list(prediction_ids),
         )
-        return {row["prediction_id"] for row in rows}
+        return {row["id"] for row in rows}
 
     async def get_job(self, job_id: int) -> JobRecord | None:
         """One job, or None."""
@@ -568,6 +591,81 @@ class PostgresStorage:
             job_id,
             owner,
         )
+
+    # --- the local queue and timings ----------------------------------------------------------
+    async def queue_snapshot(self, window_s: float = 60.0) -> QueueSnapshot:
+        """The queued jobs (oldest first), the recent turns of their servers and members, the
+        jobs at WaveSpeed and the submits of the last `window_s`, read at one moment."""
+        now = self._clock()
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await conn.fetch(_QUEUED_SQL)
+            entries = tuple(
+                QueueEntry(row["id"], row["guild_id"], row["member_id"], row["queued_at"])
+                for row in rows
+            )
+            guilds = sorted({entry.guild_id for entry in entries})
+            turns = await conn.fetch(_TURNS_SQL, guilds, now - SERVED_MEMORY)
+            at_wavespeed = await conn.fetchval(_AT_WAVESPEED_SQL)
+            recent = await conn.fetchval(_RECENT_SUBMITS_SQL, now - timedelta(seconds=window_s))
+        return snapshot_of(
+            entries,
+            [(row["guild_id"], row["member_id"], row["at"]) for row in turns],
+            at_wavespeed,
+            recent,
+        )
+
+    async def admit(self, job_id: int, owner: str, limits: QueueLimits) -> JobRecord | None:
+        """Move the queued job `owner` follows to `submitting` if the account's limits leave
+        room, logging the submit, in one transaction; None (changing nothing) if they do not,
+        or if the job is no longer queued or followed by `owner`. Admissions of every process
+        queue on one advisory lock, so two can never both take the last slot."""
+        now = self._clock()
+        async with self._transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADMISSION_LOCK)
+            job = await self._locked_job(conn, job_id)
+            if job.state is not JobState.QUEUED or job.lease_owner != owner:
+                return None
+            at_wavespeed = await conn.fetchval(_AT_WAVESPEED_SQL)
+            window = timedelta(seconds=limits.window_s)
+            recent = await conn.fetchval(_RECENT_SUBMITS_SQL, now - window)
+            if at_wavespeed >= limits.max_concurrent or recent >= limits.max_per_minute:
+                return None
+            columns = move_columns(job, JobState.SUBMITTING, {}, now)
+            assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
+            row = await conn.fetchrow(
+                f"UPDATE jobs SET {assignments} WHERE id = $1 RETURNING {_JOB_LIST}",
+                job_id,
+                *columns.values(),
+            )
+            await conn.execute(
+                "INSERT INTO submits (job_id, guild_id, member_id, at) VALUES ($1, $2, $3, $4)",
+                job_id,
+                job.guild_id,
+                job.member_id,
+                now,
+            )
+            return job_record({**row, "settlement": job.settlement})
+
+    async def record_timing(self, job_id: int, sample: TimingSample) -> None:
+        """Keep a finished job's timings (once: a second record of the job changes nothing)."""
+        await self._pool.execute(
+            "INSERT INTO job_timings (job_id, shape, local_wait_s, queue_s, generation_s, "
+            "recorded_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id) DO NOTHING",
+            job_id,
+            sample.shape,
+            sample.local_wait_s,
+            sample.queue_s,
+            sample.generation_s,
+            self._clock(),
+        )
+
+    async def recent_timings(self, per_shape: int) -> list[TimingSample]:
+        """The latest `per_shape` timings of each shape, oldest first."""
+        rows = await self._pool.fetch(_RECENT_TIMINGS_SQL, per_shape)
+        return [timing_sample(row) for row in rows]
 
     # --- budgets ------------------------------------------------------------------------------
     async def member_balance(self, guild_id: int, member_id: int) -> Balance:
@@ -679,3 +777,48 @@ class PostgresStorage:
                 key,
                 value,
             )
+
+    # --- health and metrics -------------------------------------------------------------------
+    async def ping(self) -> None:
+        """One trivial query on a pooled connection (a closed pool or a gone server raises)."""
+        await self._pool.fetchval("SELECT 1")
+
+    async def job_counts(self) -> dict[str, int]:
+        """How many jobs are in each state (states without a job are left out)."""
+        rows = await self._pool.fetch("SELECT state, count(*) AS jobs FROM jobs GROUP BY state")
+        return {row["state"]: row["jobs"] for row in rows}
+
+    async def spend_by_guild(self) -> dict[int, int]:
+        """What each server was charged in the current period, in micro-dollars; read from the
+        servers' running totals, which equal the period's charge rows (`audit` checks)."""
+        rows = await self._pool.fetch(
+            "SELECT guild_id, spent FROM balances "
+            "WHERE member_id = $1 AND period_key = $2 AND spent <> 0",
+            SERVER_SCOPE_MEMBER_ID,
+            self._period(self._clock()),
+        )
+        return {row["guild_id"]: row["spent"] for row in rows}
+
+    # --- /history -------------------------------------------------------------------------------
+    async def history(
+        self, guild_id: int, member_id: int, *, offset: int, limit: int
+    ) -> list[JobRecord]:
+        """One page of a member's jobs in a server, newest first."""
+        rows = await self._pool.fetch(
+            f"{_JOB_SELECT} WHERE guild_id = $1 AND member_id = $2 "
+            "ORDER BY id DESC LIMIT $3 OFFSET $4",
+            guild_id,
+            member_id,
+            limit,
+            offset,
+        )
+        return [job_record(row) for row in rows]
+
+    async def history_count(self, guild_id: int, member_id: int) -> int:
+        """How many jobs a member has in a server (every state)."""
+        count = await self._pool.fetchval(
+            "SELECT count(*) FROM jobs WHERE guild_id = $1 AND member_id = $2",
+            guild_id,
+            member_id,
+        )
+        return int(count)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Literal, Self, TypeVar
 
@@ -41,12 +41,16 @@ from bot.domain.lifecycle import (
     can_move,
     settlement_on_entering,
 )
+from bot.domain.queue import QueueEntry, QueueLimits, QueueSnapshot
+from bot.domain.timing import TimingSample
 from storage.common import (
     AUDIT_SQL,
     IN_PROGRESS_VALUES,
     INTERACTION_COLUMNS,
     JOB_COLUMNS,
     LEDGER_COLUMNS,
+    RECENT_TIMINGS_SQL,
+    SERVED_MEMORY,
     audit_line,
     interaction_values,
     job_record,
@@ -56,6 +60,8 @@ from storage.common import (
     require_member,
     require_micro,
     require_scope,
+    snapshot_of,
+    timing_sample,
 )
 from storage.migrate import migrate
 
@@ -64,6 +70,7 @@ T = TypeVar("T")
 
 _JOB_SELECT = f"SELECT {', '.join(JOB_COLUMNS)}, settlement FROM job_records"
 _LEDGER_SELECT = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger"
+_RECENT_TIMINGS_SQL = RECENT_TIMINGS_SQL.format(per_shape="?")
 
 # Take a job's lease if it is unfinished and nobody else's live lease holds it (text moments in
 # one format compare in time order).
@@ -72,6 +79,21 @@ UPDATE jobs SET lease_owner = :owner, lease_until = :until
 WHERE id = :id AND state NOT IN ('delivered', 'closed')
   AND (lease_owner IS NULL OR lease_owner IN (:owner, :dead) OR lease_until < :now)
 """
+
+_QUEUED_SQL = (
+    "SELECT id, guild_id, member_id, queued_at FROM jobs WHERE state = 'queued' "
+    "ORDER BY queued_at, id"
+)
+# The latest turn of each member of these servers (moments as text compare in time order).
+_TURNS_SQL = """
+SELECT guild_id, member_id, MAX(at) AS at FROM submits
+WHERE guild_id IN ({guilds}) AND at > ?
+GROUP BY guild_id, member_id
+"""
+_AT_WAVESPEED_SQL = (
+    "SELECT COUNT(*) FROM jobs WHERE state IN ('submitting', 'uncertain', 'submitted')"
+)
+_RECENT_SUBMITS_SQL = "SELECT COUNT(*) FROM submits WHERE at > ?"
 
 # A job's reserve and charge rows share its period, so both are counted from the ledger alone.
 _USAGE_SQL = """
@@ -128,11 +150,16 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
 
 
-def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    """Run `work` in one BEGIN IMMEDIATE transaction: committed if it returns, rolled back if it
-    raises. BEGIN IMMEDIATE takes the write lock first (waiting up to the busy timeout), so a
-    budget check and the rows it allows are never separated by another writer."""
-    db.execute("BEGIN IMMEDIATE")
+def _in_transaction(
+    db: sqlite3.Connection,
+    work: Callable[[sqlite3.Connection], T],
+    begin: str = "BEGIN IMMEDIATE",
+) -> T:
+    """Run `work` in one transaction: committed if it returns, rolled back if it raises.
+    BEGIN IMMEDIATE takes the write lock first (waiting up to the busy timeout), so a budget
+    check and the rows it allows are never separated by another writer; a plain BEGIN suits
+    several reads that must see one moment (WAL gives them a snapshot without the lock)."""
+    db.execute(begin)
     try:
         result = work(db)
     except BaseException:
@@ -171,6 +198,18 @@ def _append(
         """,
         (guild_id, member_id, kind, amount_micro, period, job_id, actor_id, note, _utc_text(now)),
     )
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _as_stored(columns: dict[str, object]) -> dict[str, object]:
+    """Column values as SQLite keeps them: moments as UTC text."""
+    return {
+        name: _utc_text(value) if isinstance(value, datetime) else value
+        for name, value in columns.items()
+    }
 
 
 def _execute(db: sqlite3.Connection, sql: str, params: Sequence[object]) -> None:
@@ -489,17 +528,12 @@ class SqliteStorage:
         running totals), in one transaction. Raises IllegalTransition (changing nothing) for a
         move the lifecycle forbids."""
         now = self._clock()
-        columns = {
-            name: _utc_text(value) if isinstance(value, datetime) else value
-            for name, value in move_columns(to, changes, now).items()
-        }
 
         def write(db: sqlite3.Connection) -> JobRecord:
             job = _fetch_job(db, job_id)
             if not can_move(job.state, to):
                 raise IllegalTransition(job_id, job.state, to)
-            if to is JobState.POSTING:
-                columns["post_attempts"] = job.post_attempts + 1
+            columns = _as_stored(move_columns(job, to, changes, now))
             settlement = settlement_on_entering(to)
             # Only a job from before the lifecycle (schema 2) can already be settled: that
             # version charged on completion, before delivery. Its settlement stands.
@@ -534,15 +568,19 @@ class SqliteStorage:
         )
 
     async def known_predictions(self, prediction_ids: Collection[str]) -> set[str]:
-        """Which of these WaveSpeed task ids already belong to a job."""
+        """Which of these WaveSpeed task ids already belong to a job (its task, or the one it
+        submitted before a retry)."""
         ids = list(prediction_ids)
         if not ids:
             return set()
         marks = ", ".join("?" for _ in ids)
         rows = await self._read(
-            f"SELECT prediction_id FROM jobs WHERE prediction_id IN ({marks})", ids
+            f"SELECT prediction_id AS id FROM jobs WHERE prediction_id IN ({marks}) "
+            f"UNION SELECT retried_prediction_id FROM jobs "
+            f"WHERE retried_prediction_id IN ({marks})",
+            ids * 2,
         )
-        return {row["prediction_id"] for row in rows}
+        return {row["id"] for row in rows}
 
     async def get_job(self, job_id: int) -> JobRecord | None:
         """One job, or None."""
@@ -610,6 +648,83 @@ class SqliteStorage:
                 params=(job_id, owner),
             )
         )
+
+    # --- the local queue and timings ----------------------------------------------------------
+    async def queue_snapshot(self, window_s: float = 60.0) -> QueueSnapshot:
+        """The queued jobs (oldest first), the recent turns of their servers and members, the
+        jobs at WaveSpeed and the submits of the last `window_s`, read in one transaction."""
+        now = self._clock()
+        since_turn = _utc_text(now - SERVED_MEMORY)
+        since_submit = _utc_text(now - timedelta(seconds=window_s))
+
+        def read(db: sqlite3.Connection) -> QueueSnapshot:
+            entries = tuple(
+                QueueEntry(row["id"], row["guild_id"], row["member_id"], _moment(row["queued_at"]))
+                for row in db.execute(_QUEUED_SQL)
+            )
+            guilds = sorted({entry.guild_id for entry in entries})
+            marks = ", ".join("?" for _ in guilds)
+            turns = db.execute(
+                f"{_TURNS_SQL.format(guilds=marks)}", (*guilds, since_turn)
+            ).fetchall()
+            (at_wavespeed,) = db.execute(_AT_WAVESPEED_SQL).fetchone()
+            (recent,) = db.execute(_RECENT_SUBMITS_SQL, (since_submit,)).fetchone()
+            return snapshot_of(
+                entries,
+                [(row["guild_id"], row["member_id"], _moment(row["at"])) for row in turns],
+                at_wavespeed,
+                recent,
+            )
+
+        return await self._call(partial(_in_transaction, work=read, begin="BEGIN"))
+
+    async def admit(self, job_id: int, owner: str, limits: QueueLimits) -> JobRecord | None:
+        """Move the queued job `owner` follows to `submitting` if the account's limits leave
+        room, logging the submit, in one transaction; None (changing nothing) if they do not,
+        or if the job is no longer queued or followed by `owner`."""
+        now = self._clock()
+        since_submit = _utc_text(now - timedelta(seconds=limits.window_s))
+
+        def write(db: sqlite3.Connection) -> JobRecord | None:
+            job = _fetch_job(db, job_id)
+            if job.state is not JobState.QUEUED or job.lease_owner != owner:
+                return None
+            (at_wavespeed,) = db.execute(_AT_WAVESPEED_SQL).fetchone()
+            (recent,) = db.execute(_RECENT_SUBMITS_SQL, (since_submit,)).fetchone()
+            if at_wavespeed >= limits.max_concurrent or recent >= limits.max_per_minute:
+                return None
+            _set_columns(db, job_id, _as_stored(move_columns(job, JobState.SUBMITTING, {}, now)))
+            db.execute(
+                "INSERT INTO submits (job_id, guild_id, member_id, at) VALUES (?, ?, ?, ?)",
+                (job_id, job.guild_id, job.member_id, _utc_text(now)),
+            )
+            return _fetch_job(db, job_id)
+
+        return await self._write(write)
+
+    async def record_timing(self, job_id: int, sample: TimingSample) -> None:
+        """Keep a finished job's timings (once: a second record of the job changes nothing)."""
+        now = _utc_text(self._clock())
+        await self._write(
+            partial(
+                _execute,
+                sql="INSERT INTO job_timings (job_id, shape, local_wait_s, queue_s, generation_s, "
+                "recorded_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+                params=(
+                    job_id,
+                    sample.shape,
+                    sample.local_wait_s,
+                    sample.queue_s,
+                    sample.generation_s,
+                    now,
+                ),
+            )
+        )
+
+    async def recent_timings(self, per_shape: int) -> list[TimingSample]:
+        """The latest `per_shape` timings of each shape, oldest first."""
+        rows = await self._read(_RECENT_TIMINGS_SQL, (per_shape,), quick=False)
+        return [timing_sample(row) for row in rows]
 
     # --- budgets ------------------------------------------------------------------------------
     async def member_balance(self, guild_id: int, member_id: int) -> Balance:
@@ -697,3 +812,46 @@ class SqliteStorage:
             )
             params = (key, value)
         await self._write(partial(_execute, sql=sql, params=params))
+
+    # --- health and metrics -------------------------------------------------------------------
+    async def ping(self) -> None:
+        """One trivial query; it reads the schema, so a missing or unreadable file fails too."""
+        await self._read("SELECT 1 FROM sqlite_master LIMIT 1")
+
+    async def job_counts(self) -> dict[str, int]:
+        """How many jobs are in each state (states without a job are left out)."""
+        rows = await self._read(
+            "SELECT state, COUNT(*) AS jobs FROM jobs GROUP BY state", quick=False
+        )
+        return {row["state"]: row["jobs"] for row in rows}
+
+    async def spend_by_guild(self) -> dict[int, int]:
+        """What each server was charged in the current period, in micro-dollars; read from the
+        servers' running totals, which equal the period's charge rows (`audit` checks)."""
+        period = period_key(self._clock(), self._policy.period)
+        rows = await self._read(
+            "SELECT guild_id, spent FROM balances "
+            "WHERE member_id = ? AND period_key = ? AND spent <> 0",
+            (SERVER_SCOPE_MEMBER_ID, period),
+            quick=False,
+        )
+        return {row["guild_id"]: row["spent"] for row in rows}
+
+    # --- /history -------------------------------------------------------------------------------
+    async def history(
+        self, guild_id: int, member_id: int, *, offset: int, limit: int
+    ) -> list[JobRecord]:
+        """One page of a member's jobs in a server, newest first."""
+        rows = await self._read(
+            f"{_JOB_SELECT} WHERE guild_id = ? AND member_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            (guild_id, member_id, limit, offset),
+        )
+        return [job_record(row) for row in rows]
+
+    async def history_count(self, guild_id: int, member_id: int) -> int:
+        """How many jobs a member has in a server (every state)."""
+        rows = await self._read(
+            "SELECT COUNT(*) AS jobs FROM jobs WHERE guild_id = ? AND member_id = ?",
+            (guild_id, member_id),
+        )
+        return int(rows[0]["jobs"])

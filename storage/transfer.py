@@ -54,6 +54,8 @@ class Table:
 TABLES = (
     Table("jobs", ("id",), "jobs"),
     Table("ledger", ("id",), "ledger rows"),
+    Table("submits", ("id",), "submits"),
+    Table("job_timings", ("job_id",), "job timings"),
     Table("balances", ("guild_id", "member_id", "period_key"), "balances"),
     Table("guild_settings", ("guild_id", "key"), "server settings"),
     Table("bot_settings", ("key",), "bot settings"),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.domain.queue import QueueLimits
 from bot.testing.fake_wavespeed import FakeWaveSpeed
 from bot.wavespeed import PollPolicy, RetryPolicy, Timeouts, WaveSpeedClient
 from storage import PostgresStorage, SqliteStorage, open_storage
@@ -33,6 +34,8 @@ from tests.storage_backends import (
 TEST_API_KEY = "ws-test-key-5f2c9e1d7b"  # distinctive, so tests can assert it never leaks
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, max_retry_after_s=5.0)
 FAST_TIMEOUTS = Timeouts(connect_s=2.0, read_s=2.0, submit_s=2.0, upload_s=2.0, download_s=5.0)
+# Account limits no test reaches unless it means to (tests of the local queue set their own).
+ROOMY_LIMITS = QueueLimits(max_concurrent=1000, max_per_minute=1000)
 FAST_POLL = PollPolicy(first_delay_s=0.02, factor=1.5, max_interval_s=0.1, timeout_s=10.0)
 
 

@@ -48,6 +48,7 @@ class World:
             timeouts=FAST_TIMEOUTS,
             reconcile_every_s=0.1,
             download_pause_s=0.05,
+            queue_tick_s=0.05,
         )
         async with running_bot(self.discord, lambda: WanBot(self.settings, tuning)) as bot:
             yield bot
@@ -95,10 +96,15 @@ async def ledger_kinds(bot: WanBot) -> list[tuple[str, int]]:
 
 
 @contextlib.asynccontextmanager
-async def make_world(tmp_path: Path, **settings: Any) -> AsyncIterator[World]:
-    """Start both fakes with one server, its channels and members, and the settings for a bot."""
+async def make_world(
+    tmp_path: Path, *, video: bytes | None = None, **settings: Any
+) -> AsyncIterator[World]:
+    """Start both fakes with one server, its channels and members, and the settings for a bot.
+    `video`: what WaveSpeed serves as every output (default: a small real mp4)."""
     async with (
-        FakeWaveSpeed(api_key=TEST_API_KEY, queue_s=0.05, processing_s=0.15) as wavespeed,
+        FakeWaveSpeed(
+            api_key=TEST_API_KEY, queue_s=0.05, processing_s=0.15, video=video
+        ) as wavespeed,
         FakeDiscord() as discord,
     ):
         discord.add_guild(GUILD, "Studio")
@@ -119,6 +125,9 @@ async def make_world(tmp_path: Path, **settings: Any) -> AsyncIterator[World]:
             "member_budget_usd": "5.00",
             "server_budget_usd": "50.00",
             "dev_guild_id": "",
+            # roomy account limits: the tests of the local queue set their own
+            "wavespeed_max_concurrent": "1000",
+            "wavespeed_max_per_minute": "1000",
             **settings,
         }
         yield World(discord, wavespeed, load_settings(**values))
@@ -141,6 +150,8 @@ async def start_bot_process(
         "WAVESPEED_API_KEY": TEST_API_KEY,
         "WAVESPEED_BASE_URL": world.wavespeed.base_url,
         "DATABASE_URL": world.settings.database_url,
+        "WAVESPEED_MAX_CONCURRENT": str(world.settings.wavespeed_max_concurrent),
+        "WAVESPEED_MAX_PER_MINUTE": str(world.settings.wavespeed_max_per_minute),
         **env,
     }
     return await asyncio.create_subprocess_exec(

@@ -60,7 +60,13 @@ async def store(database_url: str, clock: Clock) -> AsyncIterator[Storage]:
 
 
 async def deliver(store: Storage, job_id: int) -> None:
-    for state in (JobState.SUBMITTING, JobState.SUBMITTED, JobState.READY, JobState.POSTING):
+    for state in (
+        JobState.QUEUED,
+        JobState.SUBMITTING,
+        JobState.SUBMITTED,
+        JobState.READY,
+        JobState.POSTING,
+    ):
         changes = {"prediction_id": f"p{job_id}"} if state is JobState.SUBMITTED else {}
         await store.advance(job_id, state, **changes)
     await store.advance(job_id, JobState.DELIVERED, result_message_id=1)

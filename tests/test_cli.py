@@ -118,6 +118,9 @@ class Workspace:
             "wavespeed_base_url": self.fake.base_url,
             "wavespeed_api_key": TEST_API_KEY,
             "database_url": f"sqlite:///{self.database}",
+            # roomy account limits: several runs a minute must not wait for a turn
+            "wavespeed_max_per_minute": "1000",
+            "wavespeed_max_concurrent": "1000",
         }
         return cli_env(**{k: v for k, v in (base | settings).items() if v})
 
@@ -280,6 +283,7 @@ async def test_generate_first_finishes_a_job_an_interrupted_run_left(
         image = await wavespeed_client.upload(tiny_png(), "cat.png", "image/png")
         request = GenerationRequest.parse(image=image, prompt="an earlier run")
         job = await storage.reserve(CLI_OWNER, request.model_dump_json(), request.price_micro, 2)
+        await storage.advance(job.id, JobState.QUEUED)
         await storage.advance(job.id, JobState.SUBMITTING)
         prediction = await wavespeed_client.submit(request.to_api_body())
         await storage.advance(job.id, JobState.SUBMITTED, prediction_id=prediction.id)
@@ -384,7 +388,7 @@ async def test_run_without_a_discord_token_says_so(tmp_path: Path) -> None:
 
 async def test_audit_is_clean_after_use_and_names_a_tampered_balance(workspace: Workspace) -> None:
     assert (await workspace.generate(workspace.image)).code == 0
-    workspace.fake.next_task("failed", error_code=5000)
+    workspace.fake.next_task("failed", error_code=1403)
     assert (await workspace.generate(workspace.image)).code == 1
 
     clean = await workspace.run("audit")
@@ -411,6 +415,7 @@ async def test_two_runs_at_once_finish_an_earlier_job_once(
     try:  # what a run stopped right after WaveSpeed accepted its job leaves: no lease held
         request = GenerationRequest.parse(image="https://cdn.example/cat.png", prompt="earlier")
         job = await storage.reserve(CLI_OWNER, request.model_dump_json(), request.price_micro, 2)
+        await storage.advance(job.id, JobState.QUEUED)
         await storage.advance(job.id, JobState.SUBMITTING)
         prediction = await wavespeed_client.submit(request.to_api_body())
         await storage.advance(job.id, JobState.SUBMITTED, prediction_id=prediction.id)

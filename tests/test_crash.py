@@ -36,7 +36,7 @@ settings = load_settings()
 setup_logging("INFO", [])
 tuning = Tuning(
     poll=FAST_POLL, retry=FAST_RETRY, timeouts=FAST_TIMEOUTS,
-    reconcile_every_s=0.1, download_pause_s=0.05,
+    reconcile_every_s=0.1, download_pause_s=0.05, queue_tick_s=0.05,
 )
 run(settings, settings.require_discord_token(), tuning)
 """
@@ -128,6 +128,16 @@ async def _freeze_uploading(world: World) -> None:
     await asyncio.sleep(0.3)  # inside the upload
 
 
+async def _freeze_queued(world: World) -> None:
+    """WaveSpeed refused the submit with 429 and a long Retry-After: the job waits in the local
+    queue for its turn to come back."""
+    world.wavespeed.fail_next("submit", 429, retry_after=60)
+    await world.video()
+    while not world.wavespeed.calls("submit"):
+        await asyncio.sleep(0.02)
+    await wait_for_state(world, JobState.QUEUED)
+
+
 async def _freeze_submitting(world: World) -> None:
     world.wavespeed.lose_answer_next("submit", create=True)
     await world.video()
@@ -193,7 +203,7 @@ async def _freeze_closing_edit(world: World) -> None:
 
 async def _freeze_telling_failure(world: World) -> None:
     """The task failed and was refunded; the message telling the member is in flight."""
-    world.wavespeed.next_task("failed", error_code=5000)
+    world.wavespeed.next_task("failed", error_code=1403)
     world.discord.fail_next("PATCH", STATUS_EDIT, 404, 10015, "Unknown Webhook", times=10)
     held = world.discord.hold_next("POST", CHANNEL_POST)
     await world.video()
@@ -205,6 +215,7 @@ CRASHES = {
     "reserved (uploading)": Crash(
         _freeze_uploading, JobState.RESERVED, _thaw_all, FailureKind.INTERRUPTED, tasks=0
     ),
+    "queued (sent back by a 429)": Crash(_freeze_queued, JobState.QUEUED, _thaw_all),
     "submitting (task created, answer lost)": Crash(
         _freeze_submitting, JobState.SUBMITTING, _thaw_all
     ),

@@ -22,7 +22,7 @@ async def test_global_sync_happens_only_when_the_commands_change(tmp_path: Path)
         puts = world.discord.requests_to("PUT", r"/applications/\d+/commands")
         assert len(puts) == 1  # the second start found the same command set already synced
         names = {c["name"] for c in world.discord.commands[None]}
-        assert names == {"video", "budget", "usage", "wanbot-settings"}
+        assert names == {"video", "budget", "usage", "wanbot-settings", "price", "history"}
 
 
 async def test_dev_guild_gets_an_instant_guild_sync(tmp_path: Path) -> None:

@@ -390,7 +390,7 @@ async def test_usage_shows_spend_top_members_and_the_ledger_as_csv(world: World)
     assert lines[1] == "Spent $0.25 · held $0.00 · left $49.75 of $50.00"
     assert lines[2:] == ["**Top members**", f"1. <@{MEMBER}> — $0.25 (1 video)"]
 
-    [attachment] = reply.attachments
+    attachment, _chart = reply.attachments  # the chart: tests/test_discord_usage_chart.py
     assert attachment.filename == f"wanbot-ledger-{period}.csv"
     header, *rows = csv.reader(io.StringIO(attachment.data.decode()))
     assert header == [
@@ -441,6 +441,8 @@ async def test_settings_persist_and_are_shown(world: World) -> None:
         assert changed.content == (
             f"Admin notices go to <#{LOG_CHANNEL}>.\n"
             "NSFW-flagged videos outside age-restricted channels: **withhold**.\n"
+            "Videos start without asking members to confirm their price (confirm_above: off); "
+            "variations of a result always show their price first.\n"
             "Videos can be made in **any channel**.\n"
             "**Every member** can make videos."
         )

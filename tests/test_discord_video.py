@@ -204,7 +204,10 @@ async def test_buttons_work_after_a_restart(world: World) -> None:
         await world.video("the cat waves", seed=7)
         first = await world.discord.wait_for_message(has_video)
         await wait_until_async(lambda: job_state(first_bot.services.storage, 1), JobState.DELIVERED)
-    assert buttons(first) == {"wanbot:reroll:1", "wanbot:same:1", "wanbot:delete:1"}
+    assert buttons(first) == {
+        *("wanbot:reroll:1", "wanbot:same:1", "wanbot:delete:1"),
+        *("wanbot:vary:hd:1", "wanbot:vary:silent:1", "wanbot:vary:longer:1"),  # 720p · 5 s · audio
+    }
 
     async with world.bot() as bot:
         reroll = await world.discord.click_button(first, "wanbot:reroll:1", user_id=OTHER_MEMBER)

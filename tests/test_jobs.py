@@ -19,6 +19,7 @@ from bot.domain.job import JobOwner, JobRecord, Stage
 from bot.domain.lifecycle import FailureKind, JobState
 from bot.domain.media import MediaFile
 from bot.domain.outcomes import FIXED_MESSAGES, JobFailure
+from bot.domain.queue import QueueLimits
 from bot.domain.request import GenerationRequest
 from bot.failures import failure_from_error
 from bot.runner import JobRunner, Posted, Progress, Reconciliation, Undeliverable, Video
@@ -32,7 +33,7 @@ from bot.wavespeed import (
     WaveSpeedError,
 )
 from storage import SqliteStorage, open_storage
-from tests.conftest import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, TEST_API_KEY
+from tests.conftest import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, ROOMY_LIMITS, TEST_API_KEY
 from tests.fakes.images import tiny_png
 
 GUILD = 1001
@@ -68,13 +69,33 @@ def png_upload() -> MediaFile:
 # --- the observer -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A video as post_video() got it, with its file's bytes read then (the runner deletes the
+    file once the post is recorded); `data` is None for a video given as its link."""
+
+    video: Video
+    data: bytes | None
+
+    @property
+    def url(self) -> str:
+        return self.video.url
+
+
 class Recorder:
     """A Delivery that records what the member would see. `post_error` makes post_video()
-    raise (after counting the attempt); `found` is what find_post() answers."""
+    raise (after counting the attempt); `found` is what find_post() answers; `limit` is the
+    destination's upload limit."""
 
-    def __init__(self, post_error: Exception | None = None, found: Posted | None = None) -> None:
+    def __init__(
+        self,
+        post_error: Exception | None = None,
+        found: Posted | None = None,
+        limit: int = 10 * 1024 * 1024,
+    ) -> None:
         self.stages: list[Stage] = []
-        self.videos: list[Video] = []
+        self.reports: list[Progress] = []
+        self.videos: list[Seen] = []
         self.failures: list[JobFailure] = []
         self.undecided_ids: list[list[str]] = []
         self.post_attempts = 0
@@ -82,16 +103,26 @@ class Recorder:
         self.finished = 0
         self._post_error = post_error
         self._found = found
+        self.limit = limit
+        self.files: list[Path] = []  # every file a video came in
 
     async def progress(self, job: JobRecord, progress: Progress) -> None:
         assert progress.elapsed_s >= 0
         self.stages.append(progress.stage)
+        self.reports.append(progress)
+
+    async def attach_limit(self, job: JobRecord) -> int:
+        return self.limit
 
     async def post_video(self, job: JobRecord, video: Video) -> Posted:
         self.post_attempts += 1
+        if video.path is not None:
+            self.files.append(video.path)
+            assert video.path.stat().st_size == video.size <= self.limit
         if self._post_error is not None:
             raise self._post_error
-        self.videos.append(video)
+        data = None if video.path is None else video.path.read_bytes()
+        self.videos.append(Seen(video, data))
         return Posted(CHANNEL_ID, MESSAGE_ID)
 
     async def find_post(self, job: JobRecord) -> Posted | None:
@@ -114,7 +145,7 @@ class Recorder:
         """The stages with repeats collapsed (a progress report comes with every poll)."""
         return [s for i, s in enumerate(self.stages) if i == 0 or self.stages[i - 1] != s]
 
-    def only_video(self) -> Video:
+    def only_video(self) -> Seen:
         assert self.failures == [], self.failures
         assert len(self.videos) == 1, self.videos
         return self.videos[0]
@@ -165,9 +196,11 @@ class Process:
         *,
         member_id: int = MEMBER,
         uploads: dict[str, MediaFile] | None = None,
+        guild_id: int = GUILD,
+        request: GenerationRequest = REQUEST,
     ) -> JobRecord:
         """Reserve a job and set it running, like /video does."""
-        job = await self.runner.reserve(owner(member_id), REQUEST)
+        job = await self.runner.reserve(JobOwner(guild_id, CHANNEL, member_id), request)
         self.runner.run(job, recorder, uploads)
         return job
 
@@ -212,6 +245,7 @@ class World:
         poll: PollPolicy = FAST_POLL,
         timeouts: Timeouts = FAST_TIMEOUTS,
         max_jobs: int = MAX_JOBS,
+        limits: QueueLimits = ROOMY_LIMITS,
     ) -> Process:
         storage = await open_storage(str(self.db_path), POLICY)
         client = WaveSpeedClient(
@@ -224,6 +258,8 @@ class World:
             max_jobs_per_member=max_jobs,
             reconciliation=RECONCILIATION,
             download_pause_s=0.01,
+            limits=limits,
+            queue_tick_s=0.05,
         )
         process = Process(storage, client, runner)
         self._processes.append(process)
@@ -291,9 +327,10 @@ async def test_happy_path_uploads_submits_charges_and_delivers(bot: Process, wor
         Stage.GENERATING,
         Stage.DOWNLOADING,
     ]
-    video = recorder.only_video()
-    assert video.data == sample_video() and is_mp4(video.data)
-    assert video.url == output_url(fake, job)
+    seen = recorder.only_video()
+    assert seen.data == sample_video() and is_mp4(seen.data)
+    video = seen.video
+    assert video.url == output_url(fake, job) and video.size == len(sample_video())
     assert video.nsfw is False and video.inference_ms is not None and video.inference_ms > 0
 
     assert job.state is JobState.DELIVERED and recorder.finished == 1
@@ -399,14 +436,15 @@ FAILURES = {
         code=1200,
         wavespeed_status="failed",
     ),
-    "task failed 5000": FailureCase(
-        lambda fake: fake.next_task("failed", error_code=5000),
+    "task failed 5000 twice (submitted once more)": FailureCase(
+        lambda fake: [fake.next_task("failed", error_code=5000) for _ in range(2)],
         FailureKind.GENERATION_FAILED,
         message=(
             "The generation failed at WaveSpeed: Internal server error. "
             "This is usually temporary: try again in a minute."
         ),
-        tasks=1,
+        tasks=2,
+        submits=2,
         code=5000,
         wavespeed_status="failed",
     ),
@@ -618,6 +656,7 @@ async def _reserved(process: Process) -> JobRecord:
 async def _submitting(process: Process) -> JobRecord:
     """A job whose submit was in flight when the process died, and never reached WaveSpeed."""
     job = await _reserved(process)
+    await process.storage.advance(job.id, JobState.QUEUED)
     return await process.storage.advance(job.id, JobState.SUBMITTING)
 
 

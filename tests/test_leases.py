@@ -28,7 +28,7 @@ from bot.testing.fake_wavespeed import FakeWaveSpeed, LoggedRequest
 from bot.wavespeed import PollPolicy, WaveSpeedClient
 from storage import PostgresStorage, SqliteStorage, open_storage
 from tests import test_jobs as jobs
-from tests.conftest import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, TEST_API_KEY
+from tests.conftest import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, ROOMY_LIMITS, TEST_API_KEY
 from tests.storage_backends import POLICY, START, Clock
 
 Store = SqliteStorage | PostgresStorage
@@ -138,7 +138,13 @@ async def test_release_frees_only_the_holders_lease(store: Store) -> None:
 async def test_a_finished_job_is_never_claimed(store: Store, ending: JobState) -> None:
     job = await reserved(store)
     if ending is JobState.DELIVERED:
-        for state in (JobState.SUBMITTING, JobState.SUBMITTED, JobState.READY, JobState.POSTING):
+        for state in (
+            JobState.QUEUED,
+            JobState.SUBMITTING,
+            JobState.SUBMITTED,
+            JobState.READY,
+            JobState.POSTING,
+        ):
             await store.advance(job.id, state)
     else:
         kind = FailureKind.INTERRUPTED.value
@@ -237,6 +243,8 @@ class Processes:
             max_jobs_per_member=jobs.MAX_JOBS,
             reconciliation=jobs.RECONCILIATION,
             download_pause_s=0.01,
+            limits=ROOMY_LIMITS,
+            queue_tick_s=0.05,
             lease_s=SHORT_LEASE_S,
         )
         process = jobs.Process(storage, client, runner)  # type: ignore[arg-type]

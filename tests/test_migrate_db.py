@@ -74,15 +74,18 @@ async def finish(store: SqliteStorage, job: JobRecord, n: int) -> None:
             await store.advance(job.id, JobState.DELIVERED, result_message_id=7_000_000 + n)
         case 3 | 4:
             kind = FailureKind.GENERATION_FAILED if n % 8 == 3 else FailureKind.MODERATION
+            await store.advance(job.id, JobState.QUEUED)
             await store.advance(job.id, JobState.SUBMITTING)
             await store.advance(job.id, JobState.FAILED, failure_kind=kind, error_code=1200)
             if n % 8 == 3:
                 await store.advance(job.id, JobState.CLOSED)
         case 5:
+            await store.advance(job.id, JobState.QUEUED)
             await store.advance(job.id, JobState.SUBMITTING)
             hold = job.created_at + timedelta(hours=6)
             await store.advance(job.id, JobState.UNCERTAIN, hold_until=hold)
         case 6 if n % 16 == 6:
+            await store.advance(job.id, JobState.QUEUED)
             await store.advance(job.id, JobState.SUBMITTING)
             await store.advance(job.id, JobState.SUBMITTED, prediction_id=f"task-{job.id}")
         case 6:
@@ -92,6 +95,7 @@ async def finish(store: SqliteStorage, job: JobRecord, n: int) -> None:
 
 
 async def through_posting(store: SqliteStorage, job: JobRecord, n: int) -> None:
+    await store.advance(job.id, JobState.QUEUED)
     await store.advance(job.id, JobState.SUBMITTING)
     await store.advance(job.id, JobState.SUBMITTED, prediction_id=f"task-{job.id}")
     await store.set_wavespeed_status(job.id, "completed")
@@ -401,7 +405,8 @@ async def test_a_target_that_holds_rows_is_refused(source: Path, fresh_postgres_
         await transfer_database(str(source), fresh_postgres_url)
 
     assert await target_rows(fresh_postgres_url) == {
-        "jobs": 1, "ledger": 1, "balances": 2, "guild_settings": 0, "bot_settings": 0
+        "jobs": 1, "ledger": 1, "submits": 0, "job_timings": 0, "balances": 2,
+        "guild_settings": 0, "bot_settings": 0,
     }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import pytest
 from bot.domain.access import VideoAccess
 from bot.domain.budget import BudgetPeriod, BudgetPolicy
 from bot.domain.server_settings import (
+    CONFIRM_ABOVE,
     LOG_CHANNEL,
     NSFW_POLICY,
     REGISTRY,
@@ -40,13 +41,14 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
 
 # --- the registry itself ----------------------------------------------------------------------
 def test_registry_lists_every_setting_once_under_its_stored_key() -> None:
-    assert REGISTRY == (LOG_CHANNEL, NSFW_POLICY, VIDEO_CHANNELS, VIDEO_ROLES)
+    assert REGISTRY == (LOG_CHANNEL, NSFW_POLICY, VIDEO_CHANNELS, VIDEO_ROLES, CONFIRM_ABOVE)
     # the keys are what existing databases hold: renaming one would forget every server's value
     assert [setting.key for setting in REGISTRY] == [
         "log_channel_id",
         "nsfw_policy",
         "video_channel_ids",
         "video_role_ids",
+        "confirm_above_micro",
     ]
 
 
@@ -57,6 +59,7 @@ def test_registry_lists_every_setting_once_under_its_stored_key() -> None:
         (NSFW_POLICY, NsfwPolicy.SPOILER),
         (VIDEO_CHANNELS, ()),
         (VIDEO_ROLES, ()),
+        (CONFIRM_ABOVE, None),
     ],
     ids=lambda value: getattr(value, "key", None),
 )
@@ -74,6 +77,7 @@ def test_never_set_reads_as_the_default(setting: ServerSetting[Any], default: ob
         (VIDEO_CHANNELS, (12,), "12"),
         (VIDEO_CHANNELS, (12, 34), "12,34"),
         (VIDEO_ROLES, (56, 78), "56,78"),
+        (CONFIRM_ABOVE, 500_000, "500000"),
     ],
 )
 def test_encode_and_read_round_trip(setting: ServerSetting[Any], value: object, text: str) -> None:
@@ -83,8 +87,8 @@ def test_encode_and_read_round_trip(setting: ServerSetting[Any], value: object, 
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [(LOG_CHANNEL, None), (VIDEO_CHANNELS, ()), (VIDEO_ROLES, ())],
-    ids=["no log channel", "no channels", "no roles"],
+    [(LOG_CHANNEL, None), (VIDEO_CHANNELS, ()), (VIDEO_ROLES, ()), (CONFIRM_ABOVE, None)],
+    ids=["no log channel", "no channels", "no roles", "no confirmation"],
 )
 def test_encoding_the_default_as_none_deletes(setting: ServerSetting[Any], value: object) -> None:
     assert setting.encode(value) is None
@@ -103,6 +107,9 @@ def test_encoding_the_default_as_none_deletes(setting: ServerSetting[Any], value
         (LOG_CHANNEL, ""),
         (VIDEO_CHANNELS, "x,-3,0,,3.5"),
         (VIDEO_ROLES, ""),
+        (CONFIRM_ABOVE, "0.50"),  # stored as micro-dollars, never as dollars
+        (CONFIRM_ABOVE, "-5"),
+        (CONFIRM_ABOVE, "0"),
     ],
 )
 def test_junk_text_reads_as_the_default(setting: ServerSetting[Any], junk: str) -> None:

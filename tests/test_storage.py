@@ -297,7 +297,7 @@ async def test_a_short_server_budget_is_reported_as_it_was(store: Store) -> None
 async def test_in_flight_limit_is_per_member(store: Store) -> None:
     first = await reserve(store, max_in_flight=2)
     second = await reserve(store, max_in_flight=2)
-    await move(store, first.id, JobState.SUBMITTING)
+    await move(store, first.id, JobState.QUEUED)
     with pytest.raises(TooManyJobs) as refused:
         await reserve(store, max_in_flight=2)
     assert refused.value.limit == 2
@@ -472,7 +472,7 @@ async def test_failing_requires_a_failure_kind_and_then_writes_no_refund(
 async def test_only_an_ended_job_has_a_failure_kind(store: Store) -> None:
     job = await reserve(store)
     with pytest.raises(INTEGRITY_ERRORS, match=CHECK_FAILED):
-        await store.advance(job.id, JobState.SUBMITTING, failure_kind=FailureKind.BAD_INPUT)
+        await store.advance(job.id, JobState.QUEUED, failure_kind=FailureKind.BAD_INPUT)
     assert await store.get_job(job.id) == job
 
 
@@ -513,7 +513,7 @@ async def test_a_move_sets_only_the_columns_it_may(store: Store) -> None:
     job = await reserve(store)
     for column in ("price_micro", "state", "post_attempts", "submitted_at", "nonsense"):
         with pytest.raises(ValueError, match=column):
-            await store.advance(job.id, JobState.SUBMITTING, **{column: 0})
+            await store.advance(job.id, JobState.QUEUED, **{column: 0})
     assert await store.get_job(job.id) == job
 
 
@@ -670,7 +670,8 @@ async def test_a_delivered_job_round_trips_every_field(store: Store, clock: Cloc
     store's clock."""
     job = await reserve(store)
     clock.advance(seconds=1)
-    await store.advance(job.id, JobState.SUBMITTING, request_json='{"image": "https://uploaded"}')
+    await store.advance(job.id, JobState.QUEUED, request_json='{"image": "https://uploaded"}')
+    await store.advance(job.id, JobState.SUBMITTING)
     clock.advance(seconds=1)
     await store.advance(job.id, JobState.UNCERTAIN, hold_until=START + timedelta(minutes=5))
     clock.advance(seconds=3)
@@ -719,6 +720,8 @@ async def test_a_delivered_job_round_trips_every_field(store: Store, clock: Cloc
         submitted_at=START + timedelta(seconds=5),
         finished_at=done,
         delivered_at=done,
+        queued_at=START + timedelta(seconds=1),
+        attempts=1,
         settlement=Settlement.CHARGE,
     )
     stored = await store.get_job(job.id)
@@ -1244,6 +1247,8 @@ async def test_postgres_migrations_apply_once(fresh_postgres_url: str, clock: Cl
     assert relations == {
         "jobs",
         "ledger",
+        "submits",
+        "job_timings",
         "balances",
         "guild_settings",
         "bot_settings",

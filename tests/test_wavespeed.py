@@ -33,6 +33,7 @@ from bot.wavespeed import (
     parse_timestamp,
 )
 from tests.conftest import FAST_RETRY, FAST_TIMEOUTS, TEST_API_KEY
+from tests.test_video_download import downloaded
 
 BODY = {"image": "https://cdn.example/cat.png", "prompt": "the cat waves", "duration": 5}
 
@@ -64,7 +65,7 @@ async def test_submit_wait_download(
     assert result.is_completed and result.is_final and not result.nsfw
     assert result.inference_ms is not None and result.inference_ms >= 100
     assert seen[-1] == "completed" and "processing" in seen
-    video = await wavespeed_client.download(result.outputs[0], max_bytes=1_000_000)
+    video = await downloaded(wavespeed_client, result.outputs[0], max_bytes=1_000_000)
     assert video[4:8] == b"ftyp" and video == sample_video()
     assert fake_wavespeed.submissions == [BODY]
     assert {r.client_name for r in fake_wavespeed.requests} == {"wanbot"}
@@ -76,7 +77,7 @@ async def test_upload_is_served_back_identical(
     data = bytes(range(256)) * 40
     url = await wavespeed_client.upload(data, "cat.png", "image/png")
     assert url.startswith(f"{fake_wavespeed.base_url}/media/")
-    assert await wavespeed_client.download(url, max_bytes=len(data)) == data
+    assert await downloaded(wavespeed_client, url, max_bytes=len(data)) == data
     [upload] = fake_wavespeed.uploads.values()
     assert upload.content_type == "image/png"
 
@@ -94,7 +95,7 @@ async def test_key_is_not_sent_to_other_hosts(
 ) -> None:
     async with FakeWaveSpeed() as cdn, client_for(cdn, key="cdn-key") as cdn_client:
         url = await cdn_client.upload(b"video bytes", "out.mp4", "video/mp4")
-        assert await wavespeed_client.download(url, max_bytes=100) == b"video bytes"
+        assert await downloaded(wavespeed_client, url, max_bytes=100) == b"video bytes"
         [fetch] = cdn.calls("media")
     assert not fetch.has_auth
     assert all(r.has_auth for r in fake_wavespeed.requests)
@@ -106,7 +107,7 @@ async def test_download_refuses_more_than_max_bytes(
     prediction = await wavespeed_client.submit(BODY)
     result = await wavespeed_client.wait_for_result(prediction.id, fast_poll)
     with pytest.raises(TooLarge):
-        await wavespeed_client.download(result.outputs[0], max_bytes=1000)
+        await downloaded(wavespeed_client, result.outputs[0], max_bytes=1000)
 
 
 async def test_prediction_tolerates_nulls_and_extra_fields(
@@ -262,7 +263,7 @@ async def test_slow_get_times_out_and_is_retried(fake_wavespeed: FakeWaveSpeed) 
 async def test_a_malformed_url_fails_at_once(wavespeed_client: WaveSpeedClient) -> None:
     for url in ("not a url", "ftp://cdn.example/video.mp4"):
         with pytest.raises(WaveSpeedError, match="usable") as caught:
-            await wavespeed_client.download(url, max_bytes=100)
+            await downloaded(wavespeed_client, url, max_bytes=100)
         assert not caught.value.retryable
 
 
@@ -323,12 +324,15 @@ async def test_submit_success_without_a_readable_task_is_uncertain(
         await wavespeed_client.submit(BODY)
 
 
-async def test_submit_429_is_retried_once_refused(
+async def test_submit_429_raises_rate_limited_at_once(
     fake_wavespeed: FakeWaveSpeed, wavespeed_client: WaveSpeedClient
 ) -> None:
-    fake_wavespeed.fail_next("submit", 429, retry_after=0)
-    await wavespeed_client.submit(BODY)
-    assert len(fake_wavespeed.calls("submit")) == 2 and len(fake_wavespeed.tasks) == 1
+    """The job runner's queue, not the client, waits and tries again (bot/queueing.py)."""
+    fake_wavespeed.fail_next("submit", 429, retry_after=7)
+    with pytest.raises(RateLimited) as caught:
+        await wavespeed_client.submit(BODY)
+    assert caught.value.retry_after == 7
+    assert len(fake_wavespeed.calls("submit")) == 1 and not fake_wavespeed.tasks
 
 
 async def test_submit_to_a_closed_port_is_transient() -> None:
@@ -674,7 +678,7 @@ async def test_an_expired_output_link_is_renewed_by_fetching_the_result(
     link = (await wavespeed_client.wait_for_result(prediction.id, fast_poll)).outputs[0]
     await asyncio.sleep(0.25)
     with pytest.raises(WaveSpeedError) as caught:
-        await wavespeed_client.download(link, max_bytes=1_000_000)
+        await downloaded(wavespeed_client, link, max_bytes=1_000_000)
     assert caught.value.http_status == 403 and not caught.value.retryable
     fresh = (await wavespeed_client.get_result(prediction.id)).outputs[0]
-    assert await wavespeed_client.download(fresh, max_bytes=1_000_000) == sample_video()
+    assert await downloaded(wavespeed_client, fresh, max_bytes=1_000_000) == sample_video()

@@ -62,6 +62,9 @@ class JobRecord:
     submitted_at: datetime | None
     finished_at: datetime | None  # settled
     delivered_at: datetime | None  # the member saw the outcome (video, or why there is none)
+    queued_at: datetime | None = None  # first entered the local queue (a requeue keeps it)
+    attempts: int = 0  # submits begun: a temporary task failure is submitted once more
+    retried_prediction_id: str | None = None  # the task that failed before the last submit
     lease_owner: str | None = None  # the process following the job (bot.leases), if any
     lease_until: datetime | None = None  # its lease runs out then unless renewed
     # The interaction the job was asked for, while a final state has not cleared it (all three
@@ -118,6 +121,8 @@ class Stage(StrEnum):
     """What a member sees while waiting."""
 
     UPLOADING = "uploading to WaveSpeed"
+    WAITING = "waiting for a turn"  # the local queue (the WaveSpeed account's limits)
+    RETRYING = "retrying"  # WaveSpeed failed the task with a temporary error
     CHECKING = "checking with WaveSpeed"
     QUEUED = "queued at WaveSpeed"
     GENERATING = "generating"

@@ -5,16 +5,23 @@ Pure: no I/O. Storage refuses any transition `can_move` does not allow and write
 state exactly: held from `reserved` on, charged on entering `delivered`, refunded on entering
 `failed`, never both and never twice.
 
-    reserved ─▶ submitting ─▶ submitted ─▶ ready ─▶ posting ─▶ delivered   (charge)
-        │            │            ▲  │        │         │
-        │            ▼            │  │        │         │
-        │        uncertain ───────┘  │        │         │
-        │     (held: reconciling)    │        │         │
-        ▼            ▼               ▼        ▼         ▼
-      failed ◀──────────────────────────────────────────┘              (refund)
+    reserved ─▶ queued ⇄ submitting ─▶ submitted ─▶ ready ─▶ posting ─▶ delivered   (charge)
+        │         │  ▲          │            ▲  │ │       │         │
+        │         │  │          ▼            │  │ │       │         │
+        │         │  │      uncertain ───────┘  │ │       │         │
+        │         │  │   (held: reconciling)    │ │       │         │
+        │         │  └──────────────────────────┘ │       │         │
+        │         │   (a temporary task failure   │       │         │
+        │         │    is submitted once more)    │       │         │
+        ▼         ▼             ▼                 ▼       ▼         ▼
+      failed ◀──────────────────────────────────────────────────────┘              (refund)
         │
         ▼
       closed   (the member was told)
+
+`queued` is the local queue: the media are uploaded and the request is final, and the job waits
+for its turn under the WaveSpeed account's limits (bot.domain.queue). A submit refused with 429
+goes back there, keeping its place; so does a task that failed with a temporary code, once.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ class JobState(StrEnum):
     """Where a job is. `delivered` and `closed` are final."""
 
     RESERVED = "reserved"  # price held; nothing sent to WaveSpeed yet
+    QUEUED = "queued"  # media uploaded, request final: waiting for a turn to submit
     SUBMITTING = "submitting"  # the submit POST may be in flight
     UNCERTAIN = "uncertain"  # the submit went unanswered: held while WaveSpeed's history is read
     SUBMITTED = "submitted"  # WaveSpeed has the task (its prediction id is stored): polling
@@ -43,10 +51,14 @@ class JobState(StrEnum):
 
 FINAL_STATES = frozenset({JobState.DELIVERED, JobState.CLOSED})
 
+# Jobs whose task is (or may be) at WaveSpeed: they count against WAVESPEED_MAX_CONCURRENT.
+AT_WAVESPEED = frozenset({JobState.SUBMITTING, JobState.UNCERTAIN, JobState.SUBMITTED})
+
 # Jobs that count against a member's "videos in progress" limit.
 IN_PROGRESS = frozenset(
     {
         JobState.RESERVED,
+        JobState.QUEUED,
         JobState.SUBMITTING,
         JobState.UNCERTAIN,
         JobState.SUBMITTED,
@@ -56,10 +68,16 @@ IN_PROGRESS = frozenset(
 )
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.RESERVED: frozenset({JobState.SUBMITTING, JobState.FAILED}),
-    JobState.SUBMITTING: frozenset({JobState.SUBMITTED, JobState.UNCERTAIN, JobState.FAILED}),
+    JobState.RESERVED: frozenset({JobState.QUEUED, JobState.FAILED}),
+    # queued → failed: cancelled by the member (nothing was sent), or the upload's inputs refused
+    JobState.QUEUED: frozenset({JobState.SUBMITTING, JobState.FAILED}),
+    # submitting → queued: WaveSpeed refused the submit with 429, so it created nothing
+    JobState.SUBMITTING: frozenset(
+        {JobState.SUBMITTED, JobState.UNCERTAIN, JobState.FAILED, JobState.QUEUED}
+    ),
     JobState.UNCERTAIN: frozenset({JobState.SUBMITTED, JobState.FAILED}),
-    JobState.SUBMITTED: frozenset({JobState.READY, JobState.FAILED}),
+    # submitted → queued: the task failed with a temporary code; it is submitted once more
+    JobState.SUBMITTED: frozenset({JobState.READY, JobState.FAILED, JobState.QUEUED}),
     JobState.READY: frozenset({JobState.POSTING, JobState.FAILED}),
     # posting → posting: a post interrupted by a restart is tried again (idempotently)
     JobState.POSTING: frozenset({JobState.POSTING, JobState.DELIVERED, JobState.FAILED}),
@@ -101,6 +119,7 @@ class FailureKind(StrEnum):
     """Why a job ended without a video. Stored in its own column, never parsed from text."""
 
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
     BAD_INPUT = "bad_input"
     MODERATION = "moderation"
     GENERATION_FAILED = "generation_failed"
@@ -146,6 +165,12 @@ SETTLEMENT_TABLE: tuple[Ending, ...] = (
         Settlement.REFUND,
         "the bot stopped before the request was sent to WaveSpeed",
         "nothing was sent, so nothing can be billed",
+    ),
+    Ending(
+        FailureKind.CANCELLED,
+        Settlement.REFUND,
+        "the member pressed Cancel while the job waited in the local queue",
+        "nothing was sent to WaveSpeed",
     ),
     Ending(
         FailureKind.BAD_INPUT,

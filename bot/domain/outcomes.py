@@ -38,6 +38,7 @@ class JobFailure:
 
 
 INTERRUPTED_MESSAGE = "The bot restarted before your request was sent to WaveSpeed."
+CANCELLED_MESSAGE = "You cancelled this video before it was sent to WaveSpeed."
 MODERATION_MESSAGE = "WaveSpeed's content filter refused this image or prompt."
 OUT_OF_CREDIT_MESSAGE = (
     "The server's WaveSpeed account is out of credit; the admins have been told."
@@ -64,6 +65,7 @@ TEMPORARY_ADVICE = "This is usually temporary: try again in a minute."
 
 FIXED_MESSAGES = {
     FailureKind.INTERRUPTED: INTERRUPTED_MESSAGE,
+    FailureKind.CANCELLED: CANCELLED_MESSAGE,
     FailureKind.MODERATION: MODERATION_MESSAGE,
     FailureKind.OUT_OF_CREDIT: OUT_OF_CREDIT_MESSAGE,
     FailureKind.BAD_API_KEY: BAD_API_KEY_MESSAGE,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from bot.domain.pricing import parse_usd
+
 T = TypeVar("T")
 
 
@@ -55,6 +57,37 @@ def _policy(text: str) -> NsfwPolicy:
         return NsfwPolicy.SPOILER
 
 
+def _optional_micro(text: str) -> int | None:
+    """A stored amount of micro-dollars; junk, zero or less reads as off (None)."""
+    amount = int(text) if text.strip().isdecimal() else 0
+    return amount if amount > 0 else None
+
+
+def _micro_text(value: int | None) -> str | None:
+    """The text to store for an amount; None (delete: off) for None or nothing."""
+    return str(value) if value else None
+
+
+OFF_WORDS = frozenset({"0", "off", "none", "no", "never"})
+
+
+def parse_confirm_above(text: str) -> int | None:
+    """An admin's confirm_above, such as "0.50" or "$1": micro-dollars, or None (off) for
+    "0", "off", "none" or nothing. Raises ValueError for a negative amount or not an amount."""
+    cleaned = text.strip().lower()
+    if not cleaned or cleaned in OFF_WORDS:
+        return None
+    amount = parse_usd(cleaned)
+    if amount < 0:
+        raise ValueError(f"{text!r} is negative")
+    return amount or None
+
+
+def needs_confirmation(price: int, confirm_above: int | None) -> bool:
+    """Whether a request of `price` micro-dollars asks the member to confirm it first."""
+    return confirm_above is not None and price > confirm_above
+
+
 @dataclass(frozen=True)
 class ServerSetting(Generic[T]):
     """One per-server setting. `encode` returning None deletes it (back to the default)."""
@@ -83,6 +116,10 @@ VIDEO_CHANNELS: ServerSetting[tuple[int, ...]] = ServerSetting(
 VIDEO_ROLES: ServerSetting[tuple[int, ...]] = ServerSetting(
     "video_role_ids", (), parse_ids, format_ids
 )
+# members confirm the price of a request above this many micro-dollars first; None: never
+CONFIRM_ABOVE: ServerSetting[int | None] = ServerSetting(
+    "confirm_above_micro", None, _optional_micro, _micro_text
+)
 
 # Any: a setting's value type differs per entry (ServerSetting is invariant in it)
 REGISTRY: tuple[ServerSetting[Any], ...] = (
@@ -90,4 +127,5 @@ REGISTRY: tuple[ServerSetting[Any], ...] = (
     NSFW_POLICY,
     VIDEO_CHANNELS,
     VIDEO_ROLES,
+    CONFIRM_ABOVE,
 )

@@ -15,6 +15,14 @@ Choices where the real API is undocumented:
   `created_at` is written with nanoseconds everywhere, like the history example in the docs.
 - Output links are plain and permanent unless a task plan sets `output_expires_s`: then each
   answer signs a fresh link that the output route refuses with 403 once it has expired.
+- Webhooks (wavespeed.ai/docs/docs-api/webhooks, .../verifying_webhook): GET
+  /api/v3/webhook/secret answers the envelope with `data` {"secret": "whsec_<base64>"} (the
+  docs show no answer); the HMAC key is the text after `whsec_`, not base64-decoded, as the docs
+  say. A submit with a `webhook=<http(s) url>` query parameter gets the task's bare `data`
+  POSTed there, signed, once it is completed or failed, from the task's background worker; each
+  attempt is logged in `webhook_attempts`. Redelivery is undocumented: by default none, else
+  after each of `webhook_retry_delays_s` while the answer is not 2xx, with the same webhook-id
+  and a fresh timestamp and signature (as Standard Webhooks senders do).
 
 Losing answers (the client cannot tell these apart; tests can):
 - `slow_next("submit", s)`: the task is created, the answer comes `s` late.
@@ -23,12 +31,15 @@ Losing answers (the client cannot tell these apart; tests can):
 
 Each task is driven by a background asyncio task: `created` for `queue_s` and then until one of
 `max_concurrent` slots is free (like a Bronze account), `processing` for `processing_s`, then
-`completed` or `failed`.
+`completed` or `failed`. With `max_per_minute`, a submit beyond that many in the last 60 seconds
+is refused with 429 "Too Many Requests" and creates nothing, as WaveSpeed's account levels page
+describes (wavespeed.ai/docs/account-levels); the refusal carries no Retry-After header.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -53,7 +64,7 @@ from bot.wavespeed import HISTORY_MAX_PAGE_SIZE, HISTORY_RETENTION, MODEL_ID
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Outcome = Literal["completed", "failed"]
 
-ROUTES = ("submit", "result", "history", "upload", "media", "output")
+ROUTES = ("submit", "result", "history", "upload", "media", "output", "webhook-secret", "balance")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TASK_ERRORS = {
     1200: "Content flagged by moderation",
@@ -67,6 +78,7 @@ TASK_ERRORS = {
     5004: "Processing timed out",
 }
 MAX_SEED = 2_147_483_647
+_FINAL = frozenset({"completed", "failed"})
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 _FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
@@ -180,6 +192,7 @@ class FakeTask:
     error: str = ""
     error_code: int | None = None
     inference_ms: int | None = None
+    webhook: str | None = None  # the submit's `webhook` query parameter
 
 
 @dataclass(frozen=True)
@@ -192,6 +205,18 @@ class LoggedRequest:
     at: float
     has_auth: bool
     client_name: str | None
+
+
+@dataclass(frozen=True)
+class WebhookAttempt:
+    """One POST of a task's result to its webhook URL. `status` is the HTTP status answered,
+    None if no answer came (connection refused, reset, or 10 s without one)."""
+
+    url: str
+    task_id: str
+    webhook_id: str
+    status: int | None
+    at: float  # the event loop's clock
 
 
 @dataclass(frozen=True)
@@ -249,6 +274,10 @@ def _refusal(status: int, message: str) -> web.Response:
     return web.json_response({"code": status, "message": message}, status=status)
 
 
+def _new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
 def _iso(moment: datetime) -> str:
     """UTC with nine fractional digits, as WaveSpeed writes it; datetime stops at microseconds."""
     return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}000Z"
@@ -271,8 +300,13 @@ class FakeWaveSpeed:
         queue_s: float = 0.0,
         processing_s: float = 1.0,
         max_concurrent: int | None = None,
+        max_per_minute: int | None = None,
+        rate_window_s: float = 60.0,
         error_code_field: str | None = None,
         clock_skew_s: float = 0.0,
+        video: bytes | None = None,
+        send_webhooks: bool = True,
+        webhook_retry_delays_s: tuple[float, ...] = (),
     ) -> None:
         self.api_key = api_key
         self.queue_s = queue_s
@@ -285,7 +319,12 @@ class FakeWaveSpeed:
         self.tasks: dict[str, FakeTask] = {}
         self.requests: list[LoggedRequest] = []
         self.uploads: dict[str, Upload] = {}
-        self._video = sample_video()
+        self.balance_usd = 100.0  # what GET /api/v3/balance answers
+        self.max_per_minute = max_per_minute
+        self.rate_window_s = rate_window_s  # tests shorten "a minute"
+        self.peak_unfinished = 0  # most tasks not yet final at once, seen at each submit
+        self._video = sample_video() if video is None else video
+        self._recent_submits: deque[float] = deque()  # loop times of accepted submits
         self._slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
         self._faults: defaultdict[str, deque[Fault]] = defaultdict(deque)
         self._plans: deque[TaskPlan] = deque()
@@ -294,6 +333,11 @@ class FakeWaveSpeed:
         self._fetcher: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
         self._link_key = secrets.token_bytes(32)
+        self.send_webhooks = send_webhooks
+        self.webhook_retry_delays_s = webhook_retry_delays_s
+        self.webhook_secret = _new_webhook_secret()  # with its whsec_ prefix, as served
+        self.webhook_attempts: list[WebhookAttempt] = []
+        self._webhook_delays: deque[float | None] = deque()  # None = drop that webhook
 
     # --- control --------------------------------------------------------------------------
 
@@ -379,6 +423,36 @@ class FakeWaveSpeed:
     def clear_faults(self) -> None:
         """Forget every pending fault."""
         self._faults.clear()
+
+    def delay_next_webhook(self, delay_s: float) -> None:
+        """Send the next task's webhook `delay_s` after the task ends (plans are used in order)."""
+        self._webhook_delays.append(delay_s)
+
+    def drop_next_webhook(self) -> None:
+        """Never send the next task's webhook (nothing is logged in `webhook_attempts`)."""
+        self._webhook_delays.append(None)
+
+    def rotate_webhook_secret(self) -> str:
+        """Replace the webhook secret, as regenerating it in the dashboard would; return it."""
+        self.webhook_secret = _new_webhook_secret()
+        return self.webhook_secret
+
+    def sign(self, body: bytes, webhook_id: str, timestamp: int | str) -> dict[str, str]:
+        """The headers of a delivery of `body` signed with the current secret, for tests that
+        craft forged, stale or replayed ones."""
+        key = self.webhook_secret.removeprefix("whsec_").encode()
+        content = f"{webhook_id}.{timestamp}.".encode() + body
+        signature = hmac.new(key, content, hashlib.sha256).hexdigest()
+        return {
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": f"v3,{signature}",
+            "Content-Type": "application/json",
+        }
+
+    def webhook_body(self, task_id: str) -> bytes:
+        """What a webhook for this task carries now: its bare result `data`, as JSON."""
+        return json.dumps(self._prediction_data(self.tasks[task_id])).encode()
 
     def next_task(
         self,
@@ -469,6 +543,8 @@ class FakeWaveSpeed:
         routes.add_post("/api/v3/{model_id:.+}", self._submit, name="submit")
         routes.add_get("/api/v3/predictions/{id}/result", self._result, name="result")
         routes.add_get("/api/v3/predictions/{id}", self._result, name="result-short")
+        routes.add_get("/api/v3/webhook/secret", self._webhook_secret, name="webhook-secret")
+        routes.add_get("/api/v3/balance", self._balance, name="balance")
         routes.add_get("/media/{name}", self._media, name="media")
         routes.add_get("/outputs/{id}.mp4", self._output, name="output")
         return app
@@ -525,12 +601,20 @@ class FakeWaveSpeed:
         except json.JSONDecodeError:
             return _refusal(400, "Invalid request: the body is not valid JSON")
         problem = validate_body(body)
+        webhook = request.query.get("webhook")
+        if problem is None and webhook is not None and not _url(webhook):
+            problem = "webhook must be an http(s) URL"
         if problem is not None:
             return _refusal(400, f"Invalid request: {problem}")
         if self.out_of_credit:
             return _refusal(402, "Insufficient balance: please top up your account")
-        task = self._create_task(body)
+        if not self._within_rate():
+            return _refusal(429, "Too Many Requests: rate limit exceeded, please slow down")
+        task = self._create_task(body, webhook)
         return _envelope(self._prediction_data(task))
+
+    async def _webhook_secret(self, request: web.Request) -> web.Response:
+        return _envelope({"secret": self.webhook_secret})
 
     async def _history(self, request: web.Request) -> web.Response:
         try:
@@ -544,11 +628,28 @@ class FakeWaveSpeed:
         tasks = self._recent_tasks()[(page - 1) * size : page * size]
         return _envelope({"page": page, "items": [self._prediction_data(t) for t in tasks]})
 
+    def _within_rate(self) -> bool:
+        """Whether one more submit fits `max_per_minute` in the last `rate_window_s` (and count
+        it)."""
+        if self.max_per_minute is None:
+            return True
+        now = asyncio.get_running_loop().time()
+        while self._recent_submits and self._recent_submits[0] <= now - self.rate_window_s:
+            self._recent_submits.popleft()
+        if len(self._recent_submits) >= self.max_per_minute:
+            return False
+        self._recent_submits.append(now)
+        return True
+
     def _recent_tasks(self) -> list[FakeTask]:
         """The tasks of the last 7 days by the fake's clock, newest first."""
         cutoff = self.now() - HISTORY_RETENTION
         recent = [task for task in self.tasks.values() if task.created_at >= cutoff]
         return sorted(recent, key=lambda task: task.created_at, reverse=True)
+
+    async def _balance(self, request: web.Request) -> web.Response:
+        """The account's balance in USD (WaveSpeed's Balance API: `data.balance`)."""
+        return _envelope({"balance": self.balance_usd})
 
     async def _result(self, request: web.Request) -> web.Response:
         task = self.tasks.get(request.match_info["id"])
@@ -619,7 +720,7 @@ class FakeWaveSpeed:
 
     # --- tasks ----------------------------------------------------------------------------
 
-    def _create_task(self, body: dict[str, Any]) -> FakeTask:
+    def _create_task(self, body: dict[str, Any], webhook: str | None = None) -> FakeTask:
         plan = self._plans.popleft() if self._plans else TaskPlan()
         plan = replace(
             plan,
@@ -632,13 +733,46 @@ class FakeWaveSpeed:
             price_micro=body_price_micro(body),
             plan=plan,
             created_at=self.now(),
+            webhook=webhook,
         )
         self.submissions.append(body)
         self.tasks[task.id] = task
-        worker = asyncio.create_task(self._run(task), name=f"fake-wavespeed-{task.id}")
+        unfinished = sum(1 for known in self.tasks.values() if known.status not in _FINAL)
+        self.peak_unfinished = max(self.peak_unfinished, unfinished)
+        worker = asyncio.create_task(self._run_then_notify(task), name=f"fake-wavespeed-{task.id}")
         self._workers.add(worker)
         worker.add_done_callback(self._workers.discard)
         return task
+
+    async def _run_then_notify(self, task: FakeTask) -> None:
+        await self._run(task)
+        if task.webhook is not None and self.send_webhooks:
+            await self._send_webhook(task, task.webhook)
+
+    async def _send_webhook(self, task: FakeTask, url: str) -> None:
+        """POST the task's signed result to `url`, again after each retry delay while the
+        answer is not 2xx."""
+        delay = self._webhook_delays.popleft() if self._webhook_delays else 0.0
+        if delay is None:
+            return
+        assert self._fetcher is not None
+        webhook_id = f"wh_{uuid.uuid4().hex}"
+        loop = asyncio.get_running_loop()
+        for pause in (delay, *self.webhook_retry_delays_s):
+            await asyncio.sleep(pause)
+            body = self.webhook_body(task.id)
+            headers = self.sign(body, webhook_id, int(self.now().timestamp()))
+            try:
+                async with self._fetcher.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    status: int | None = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                status = None
+            attempt = WebhookAttempt(url, task.id, webhook_id, status, loop.time())
+            self.webhook_attempts.append(attempt)
+            if status is not None and 200 <= status < 300:
+                return
 
     async def _run(self, task: FakeTask) -> None:
         plan = task.plan

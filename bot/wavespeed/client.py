@@ -8,13 +8,15 @@ appears in a log line, an exception or a repr.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, wraps
+from pathlib import Path
 from typing import Any, Self
 
 import aiohttp
@@ -22,6 +24,8 @@ from multidict import CIMultiDictProxy
 from pydantic import SecretStr, ValidationError
 from yarl import URL
 
+from bot.domain.timing import FixedSchedule, PollSchedule
+from bot.metrics import count_wavespeed_error
 from bot.wavespeed.errors import (
     AuthError,
     NotFound,
@@ -51,6 +55,7 @@ HISTORY_RETENTION = timedelta(days=7)
 HISTORY_MAX_PAGE_SIZE = 100
 
 _MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
+_DOWNLOAD_CHUNK_BYTES = 64 * 1024
 _MAX_SERVER_TEXT = 300
 _CREDIT_WORDS = re.compile(r"insufficient|balance|credit", re.IGNORECASE)
 # Defaults of WaveSpeedClient(); frozen, so one shared instance is safe.
@@ -110,9 +115,10 @@ def _retry_idempotent(outcome: _Outcome) -> bool:
 
 def _retry_submit(outcome: _Outcome) -> bool:
     # A submit is retried only when the server certainly did not take it: the connection never
-    # opened, or a 429 refused it. Anything else may have created (and billed) the task.
+    # opened. Anything else may have created (and billed) the task. A 429 is not retried here
+    # either: it raises RateLimited, and the job runner's queue slows down and tries again later.
     if isinstance(outcome, _Reply):
-        return outcome.status == 429
+        return False
     return isinstance(outcome, _NOT_SENT_ERRORS) and not isinstance(outcome, _BAD_URL_ERRORS)
 
 
@@ -178,12 +184,21 @@ class WaveSpeedClient:
 
     # --- API ----------------------------------------------------------------------------------
 
-    async def submit(self, body: dict[str, Any]) -> Prediction:
-        """Create a task (POST /api/v3/{model_id}); never retried once the server may have it."""
+    async def submit(self, body: dict[str, Any], *, webhook_url: str | None = None) -> Prediction:
+        """Create a task (POST /api/v3/{model_id}); never retried once the server may have it.
+
+        `webhook_url`: where WaveSpeed POSTs the signed final result (see bot.webhooks).
+        """
         payload = json.dumps(body).encode()
+        url = f"{self.base_url}/api/v3/{self.model_id}"
+        if webhook_url is not None:
+            # WaveSpeed's webhook guide (wavespeed.ai/docs/docs-api/webhooks) passes it as a
+            # `webhook` query parameter; its submit-task page lists a `webhook_url` body field
+            # instead. We follow the guide. Logs show only host and path (`_where`).
+            url = str(URL(url).with_query(webhook=webhook_url))
         outcome = await self._call(
             "POST",
-            f"{self.base_url}/api/v3/{self.model_id}",
+            url,
             retry_if=_retry_submit,
             timeout_s=self.timeouts.submit_s,
             data=lambda: payload,
@@ -213,6 +228,29 @@ class WaveSpeedClient:
             return self._prediction(reply)
         except _Unreadable:
             raise TransientError("WaveSpeed sent an unreadable result") from None
+
+    async def webhook_secret(self) -> str:
+        """The account's webhook signing key (GET /api/v3/webhook/secret), retried like a GET.
+
+        WaveSpeed returns it with a `whsec_` prefix, which is not part of the HMAC key
+        (wavespeed.ai/docs/docs-api/verifying_webhook); the key is returned without it. The
+        answer's shape is undocumented: `data` may be the string itself or hold it as `secret`.
+        The key never appears in a log line, an exception or a repr.
+        """
+        reply = await self._idempotent(
+            "GET", f"{self.base_url}/api/v3/webhook/secret", self.timeouts.read_s
+        )
+        envelope = reply.envelope
+        secret = envelope.get("data") if envelope is not None and 200 <= reply.code < 300 else None
+        if not isinstance(secret, str):
+            try:
+                secret = self._data(reply).get("secret")
+            except _Unreadable:
+                secret = None
+        key = secret.strip().removeprefix("whsec_") if isinstance(secret, str) else ""
+        if not key:
+            raise TransientError("WaveSpeed's webhook secret answer had no secret")
+        return key
 
     async def history(self, page: int, page_size: int = HISTORY_MAX_PAGE_SIZE) -> list[Prediction]:
         """One page (from 1) of the account's tasks of the last 7 days, API and web ones alike,
@@ -287,46 +325,103 @@ class WaveSpeedClient:
             raise TransientError("WaveSpeed's upload answer had no download URL")
         return url
 
-    async def download(self, url: str, *, max_bytes: int) -> bytes:
-        """Fetch an output file, refusing more than `max_bytes`. The key goes only to base_url."""
-        outcome = await self._call(
-            "GET",
-            url,
-            retry_if=_retry_idempotent,
-            timeout_s=self.timeouts.download_s,
-            max_bytes=max_bytes,
+    async def download_to(self, url: str, path: Path, *, max_bytes: int) -> int:
+        """Stream an output file into `path` (created or truncated) and return its size.
+
+        Refuses more than `max_bytes` with TooLarge: from Content-Length before a byte of the
+        body is read, else as soon as the body passes it. Retried like a GET, each attempt
+        starting the file afresh; whenever this raises (TooLarge, WaveSpeedError, OSError from
+        the disk, cancellation) no file is left at `path`. The key goes only to base_url.
+        """
+        headers = self._headers(url)
+        limits = aiohttp.ClientTimeout(
+            total=self.timeouts.download_s, sock_connect=self.timeouts.connect_s
         )
-        reply = self._settled(outcome)
-        if reply.status != 200:
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                outcome = await self._download_attempt(url, headers, limits, path, max_bytes)
+                if isinstance(outcome, int):
+                    return outcome
+                if not _retry_idempotent(outcome) or attempt >= self.retry.attempts:
+                    break
+                pause = self._pause(outcome, attempt)
+                if pause is None:
+                    break
+                log.info(
+                    "GET %s: %s; retry %d/%d in %.2f s",
+                    _where(url),
+                    f"HTTP {outcome.status}"
+                    if isinstance(outcome, _Reply)
+                    else type(outcome).__name__,
+                    attempt,
+                    self.retry.attempts - 1,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+            reply = self._settled(outcome)
             raise WaveSpeedError(
                 f"Could not download the video (HTTP {reply.status})",
                 retryable=reply.status in RETRYABLE_HTTP,
                 http_status=reply.status,
             )
-        return reply.body
+        except BaseException:
+            # A partial file must never pass for a video. Synchronous (one unlink, well under a
+            # millisecond) so it happens even when the download is cancelled.
+            path.unlink(missing_ok=True)  # noqa: ASYNC240
+            raise
+
+    async def _download_attempt(
+        self,
+        url: str,
+        headers: dict[str, str],
+        limits: aiohttp.ClientTimeout,
+        path: Path,
+        max_bytes: int,
+    ) -> int | _Outcome:
+        """One GET of a download: the size written, or the answer / transport error that stopped
+        it (an answer other than 200 is not read: its body is no video)."""
+        try:
+            async with self._get_session().get(url, headers=headers, timeout=limits) as response:
+                if response.status != 200:
+                    return _Reply(response.status, response.headers, b"")
+                return await _stream_to_file(response, path, max_bytes)
+        except _TRANSPORT_ERRORS as error:
+            return error
 
     async def wait_for_result(
         self,
         prediction_id: str,
         policy: PollPolicy,
         on_update: Callable[[Prediction], Awaitable[None]] | None = None,
+        *,
+        schedule: PollSchedule | None = None,
+        pushed: asyncio.Future[Prediction] | None = None,
     ) -> Prediction:
         """Poll until the task is final; return it if completed, else raise TaskFailed.
 
-        `on_update` is awaited after every successful poll (compare `.status` to see a change).
-        Transient poll failures are logged and polling goes on: the task keeps running at
-        WaveSpeed regardless. Raises PollTimeout when `policy.timeout_s` runs out.
+        The pauses come from `schedule` (default: `policy`'s intervals); `pushed` is a result
+        that may arrive meanwhile (a verified webhook): it ends the wait at once, in place of
+        the next poll. `on_update` is awaited after every result (compare `.status` to see a
+        change). Transient poll failures are logged and polling goes on: the task keeps running
+        at WaveSpeed regardless. Raises PollTimeout when `policy.timeout_s` runs out.
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
+        plan = schedule or FixedSchedule(policy.intervals())
         last_status: str | None = None
         unknown: set[str] = set()
-        for interval in policy.intervals():
-            remaining = started + policy.timeout_s - loop.time()
-            if remaining <= 0:
-                break
-            await asyncio.sleep(min(interval, remaining))
-            prediction = await self._poll_once(prediction_id)
+        while (remaining := started + policy.timeout_s - loop.time()) > 0:
+            pause = min(plan.next_delay(loop.time() - started, last_status), remaining)
+            if pushed is None:
+                await asyncio.sleep(pause)
+            else:
+                await asyncio.wait({pushed}, timeout=pause)
+            if pushed is not None and pushed.done():
+                prediction: Prediction | None = pushed.result()
+            else:
+                prediction = await self._poll_once(prediction_id)
             if prediction is None:
                 continue
             last_status = prediction.status
@@ -487,6 +582,22 @@ class WaveSpeedClient:
         except ValidationError:
             raise _Unreadable from None
 
+    # --- health -------------------------------------------------------------------------------
+
+    async def check_access(self) -> int:
+        """The status of one authenticated GET of the account's balance (GET /api/v3/balance,
+        WaveSpeed's Balance API, wavespeed.ai/docs-common-api/balance): the envelope's code,
+        else the HTTP status. One attempt, so a health check learns at once; raises
+        TransientError when WaveSpeed cannot be reached. Its errors are not counted in /metrics
+        (they would follow the scrapes, not the jobs)."""
+        outcome = await self._call(
+            "GET",
+            f"{self.base_url}/api/v3/balance",
+            retry_if=lambda _: False,
+            timeout_s=self.timeouts.read_s,
+        )
+        return self._settled(outcome).code
+
 
 class _Unreadable(Exception):
     """A success answer without the data it should carry (the caller decides what that means)."""
@@ -548,6 +659,23 @@ def _error_for(code: int, message: str, retry_after: float | None) -> WaveSpeedE
     return TransientError(f"WaveSpeed sent an unexpected answer (code {code})", http_status=code)
 
 
+async def _stream_to_file(response: aiohttp.ClientResponse, path: Path, max_bytes: int) -> int:
+    """Write a body to `path` as it arrives, one chunk in memory at a time; raise TooLarge as
+    soon as it exceeds `max_bytes` (before opening the file if Content-Length says so)."""
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise TooLarge(response.content_length, max_bytes)
+    size = 0
+    # Plain writes on the loop: a 64 KiB write() lands in the page cache in microseconds, far
+    # cheaper than a hop to a thread per chunk (bench/bench_delivery.py measures the lag).
+    with path.open("wb") as file:
+        async for chunk in response.content.iter_chunked(_DOWNLOAD_CHUNK_BYTES):
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooLarge(size, max_bytes)
+            file.write(chunk)
+    return size
+
+
 async def _read_limited(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     """Read a body, raising TooLarge as soon as it exceeds `max_bytes`."""
     if response.content_length is not None and response.content_length > max_bytes:
@@ -560,3 +688,26 @@ async def _read_limited(response: aiohttp.ClientResponse, max_bytes: int) -> byt
             raise TooLarge(size, max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# --- metrics: WaveSpeed errors by kind ----------------------------------------------------------
+# Every public call counts the WaveSpeedErrors it raises, by class (bot.metrics). The methods are
+# wrapped here, in one place, so that no method, nor one added later, has to remember to.
+_UNCOUNTED = frozenset({"close", "check_access"})
+
+
+def _counting_errors(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @wraps(method)
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except WaveSpeedError as error:
+            count_wavespeed_error(error)  # once, even when it passes through two counted calls
+            raise
+
+    return counted
+
+
+for _name, _method in list(vars(WaveSpeedClient).items()):
+    if _name[0] != "_" and _name not in _UNCOUNTED and inspect.iscoroutinefunction(_method):
+        setattr(WaveSpeedClient, _name, _counting_errors(_method))

@@ -348,6 +348,7 @@ def check_message(
     embeds = payload.get("embeds") or []
     if len(embeds) > 10:
         raise form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+    check_embed_text(embeds)
     if len(files) > 10:
         raise form_error("files", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
     components = payload.get("components") or []
@@ -362,6 +363,33 @@ def check_message(
     )
     if creating and not has_body:
         raise DiscordError(400, 50006, "Cannot send an empty message")
+
+
+# Discord's embed limits: characters per text field, and in all of a message's embeds together.
+EMBED_TEXT_LIMITS = {"title": 256, "description": 4096}
+EMBED_FOOTER_MAX = 2048
+EMBEDS_TOTAL_MAX = 6000
+
+
+def check_embed_text(embeds: list[dict[str, Any]]) -> None:
+    """What Discord rejects in embeds' text: a title, description or footer too long, or more
+    than 6000 characters in all of them."""
+    total = 0
+    for index, embed in enumerate(embeds):
+        for key, limit in [*EMBED_TEXT_LIMITS.items(), ("footer", EMBED_FOOTER_MAX)]:
+            value = embed.get(key) or ""
+            text = (value.get("text") or "") if isinstance(value, dict) else value
+            if len(text) > limit:
+                raise form_error(
+                    f"embeds.{index}.{key}",
+                    "BASE_TYPE_MAX_LENGTH",
+                    f"Must be {limit} or fewer in length.",
+                )
+            total += len(text)
+    if total > EMBEDS_TOTAL_MAX:
+        raise form_error(
+            "embeds", "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"
+        )
 
 
 def check_modal(data: dict[str, Any]) -> None:
