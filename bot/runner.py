@@ -36,7 +36,10 @@ from bot import metrics
 from bot import wavespeed as ws
 from bot.domain.job import STAGE_OF_STATUS, InteractionToken, JobOwner, JobRecord, Stage
 from bot.domain.lifecycle import FailureKind, JobState
+from bot.domain.media import MediaFile
+from bot.domain.outcomes import JobFailure, failure
 from bot.domain.queue import QueueLimits
+from bot.domain.request import GenerationRequest
 from bot.domain.timing import (
     KEPT_SAMPLES,
     FixedSchedule,
@@ -48,9 +51,6 @@ from bot.domain.timing import (
     eta_s,
     shape_of,
 )
-from bot.domain.media import MediaFile
-from bot.domain.outcomes import JobFailure, failure
-from bot.domain.request import GenerationRequest
 from bot.failures import failure_from_error, is_temporary
 from bot.leases import is_dead, new_owner_id
 from bot.queueing import Dispatcher
