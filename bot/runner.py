@@ -545,6 +545,11 @@ class JobRunner:
                 progress = Progress(stage, _elapsed(job), eta_s=eta)
                 await _quietly(job, delivery.progress(job, progress))
 
+        # what the member sees until a poll says more (which may be a while, when the schedule
+        # knows the task cannot be done yet): the stage WaveSpeed last reported, and an ETA
+        first = STAGE_OF_STATUS.get(last_status or "created", Stage.QUEUED)
+        eta = eta_s(estimate, 0.0, last_status, None)
+        await _quietly(job, delivery.progress(job, Progress(first, _elapsed(job), eta_s=eta)))
         pushed = self._pushed.setdefault(job.prediction_id, loop.create_future())
         try:
             prediction = await self._client.wait_for_result(

@@ -8,6 +8,7 @@ every guild. Two sessions may identify as the same shard; both then receive its 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -157,6 +158,8 @@ class Gateway:
             return None
         session = GatewaySession(id=secrets.token_hex(16), intents=intents, ws=ws, shard=shard)
         self.sessions[session.id] = session
+        await asyncio.sleep(self.fake.ready_delay_s)
+        self.fake.ready_sent_at.append(asyncio.get_running_loop().time())
         await self.dispatch_to(session, "READY", self.ready_payload(session))
         for guild in self.fake.guilds.values():
             if session.receives(guild.id):

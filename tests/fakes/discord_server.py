@@ -158,6 +158,9 @@ class FakeDiscord:
         self.ack_deadline_s = ack_deadline_s
         self.privileged_intents = privileged_intents
         self.nonce_window_s = nonce_window_s
+        # a slow gateway: seconds between IDENTIFY and READY, and when each READY went out
+        self.ready_delay_s = 0.0
+        self.ready_sent_at: list[float] = []
         self.recommended_shards = recommended_shards
         self.clock = Clock()
         self.notifier = Notifier()
