@@ -559,7 +559,7 @@ class Watcher:
 
 @contextlib.asynccontextmanager
 async def runner_with_webhooks(
-    fake: FakeWaveSpeed, tmp_path: Path
+    fake: FakeWaveSpeed, tmp_path: Path, *, backstop_poll_s: float = 30.0
 ) -> AsyncIterator[tuple[JobRunner, Storage, WebhookServer]]:
     """A JobRunner that polls slowly, its store, and a webhook server feeding it."""
     storage = await open_storage(str(tmp_path / "wanbot.db"), POLICY)
@@ -580,6 +580,7 @@ async def runner_with_webhooks(
         reconciliation=Reconciliation(check_every_s=0.05),
         download_pause_s=0.01,
         webhook_url=server.url,
+        backstop_poll_s=backstop_poll_s,
     )
     try:
         yield runner, storage, server
@@ -608,6 +609,26 @@ async def test_a_job_is_finished_by_its_webhook_long_before_the_first_poll(
         assert took < 3.0, took  # the task takes ~0.2 s; the first poll comes after ~30 s
         [attempt] = fake_wavespeed.webhook_attempts
         assert (attempt.url, attempt.status) == (server.url, 200)
+
+
+async def test_a_webhook_that_never_comes_is_made_up_for_by_the_backstop_poll(
+    fake_wavespeed: FakeWaveSpeed, tmp_path: Path
+) -> None:
+    fake_wavespeed.drop_next_webhook()
+    async with runner_with_webhooks(fake_wavespeed, tmp_path, backstop_poll_s=0.5) as (
+        runner,
+        storage,
+        _,
+    ):
+        watcher = Watcher()
+        job = await runner.reserve(JobOwner(1, CHANNEL, 3), REQUEST)
+        runner.run(job, watcher)
+        async with asyncio.timeout(5):
+            await runner.wait(job.id)
+        finished = await storage.get_job(job.id)
+        assert finished is not None and finished.state is JobState.DELIVERED
+        assert watcher.videos == [job.id]
+        assert fake_wavespeed.calls("result")  # found by polling, the webhook never sent
 
 
 async def test_a_failed_task_is_refunded_by_its_webhook(
