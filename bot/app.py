@@ -14,12 +14,20 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import ConfigError, Settings
+from bot.i18n import CatalogueTranslator, LocalizedError, language_of, t
 from bot.monitoring import MonitoringServer
 from bot.services import Services, Tuning
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.video", "cogs.budget", "cogs.admin", "cogs.price", "cogs.history")
+EXTENSIONS = (
+    "cogs.video",
+    "cogs.budget",
+    "cogs.admin",
+    "cogs.price",
+    "cogs.history",
+    "cogs.alerts",  # starts the WaveSpeed balance watch; Services.close stops it
+)
 COMMAND_DIGEST_KEY = "synced_command_digest"  # a bot-wide setting
 
 
@@ -29,15 +37,18 @@ class FriendlyTree(app_commands.CommandTree["WanBot"]):
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
+        lang = language_of(interaction.locale)  # a private answer: the member's language
         if isinstance(error, app_commands.MissingPermissions):
-            text = "Only members with the **Manage Server** permission can do that."
+            text = t(lang, "error.manage_server")
         elif isinstance(error, app_commands.NoPrivateMessage):
-            text = "This command works in servers only."
+            text = t(lang, "error.guild_only")
+        elif isinstance(error, LocalizedError):  # raised by our cogs with a catalogue key
+            text = error.text(lang)
         elif type(error) is app_commands.AppCommandError:  # raised by our cogs with a message
             text = str(error)
         else:
             log.error("command %s failed", interaction.command, exc_info=error)
-            text = "Something went wrong on my side; nothing was charged. Please try again."
+            text = t(lang, "error.unexpected")
         if interaction.response.is_done():
             await interaction.followup.send(f"⚠️ {text}", ephemeral=True)
         else:
@@ -88,6 +99,8 @@ class WanBot(commands.AutoShardedBot):
             )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        # the commands' names and descriptions in every language of bot/locales, synced below
+        await self.tree.set_translator(CatalogueTranslator())
         await self._sync_commands()
 
     @property
@@ -113,7 +126,13 @@ class WanBot(commands.AutoShardedBot):
             self.tree.copy_global_to(guild=guild)
             await self.tree.sync(guild=guild)
             return
-        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        # what tree.sync sends, translations included: a changed translation syncs again
+        translator = self.tree.translator
+        assert translator is not None  # set in setup_hook
+        payload = [
+            await command.get_translated_payload(self.tree, translator)
+            for command in self.tree.get_commands()
+        ]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         storage = self.services.storage
         if await storage.get_bot_setting(COMMAND_DIGEST_KEY) != digest:

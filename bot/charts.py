@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from bot.domain.pricing import MICRO_PER_USD, format_usd
+from bot.i18n import EN, Language, t
 
 CHART_WIDTH_PX = 1000
 CHART_HEIGHT_PX = 800
@@ -55,20 +56,30 @@ def _axis_usd(value: float, _position: float) -> str:
     return format_usd(round(value * MICRO_PER_USD))
 
 
-def usage_chart(period: str, days: Sequence[DaySpend], members: Sequence[MemberSpend]) -> bytes:
+def usage_chart(
+    period: str,
+    days: Sequence[DaySpend],
+    members: Sequence[MemberSpend],
+    *,
+    lang: Language = EN,
+) -> bytes:
     """A PNG of CHART_WIDTH_PX × CHART_HEIGHT_PX: spend per day (bars, top) and the members
-    who spent most (horizontal bars, largest on top). Either list may be empty."""
+    who spent most (horizontal bars, largest on top), titled in `lang`. Either list may be
+    empty."""
     with _DRAWING:
-        return _draw(period, days, members)
+        return _draw(period, days, members, lang)
 
 
-def _draw(period: str, days: Sequence[DaySpend], members: Sequence[MemberSpend]) -> bytes:
+def _draw(
+    period: str, days: Sequence[DaySpend], members: Sequence[MemberSpend], lang: Language
+) -> bytes:
     figure = Figure(figsize=(CHART_WIDTH_PX / _DPI, CHART_HEIGHT_PX / _DPI), dpi=_DPI)
     FigureCanvasAgg(figure)  # drawn by Agg, whatever backend pyplot would have picked
-    figure.suptitle(f"Video spend — {period}", fontsize=15, fontweight="bold", parse_math=False)
+    title = t(lang, "chart.title", period=period)
+    figure.suptitle(title, fontsize=15, fontweight="bold", parse_math=False)
     per_day, top = figure.subplots(2, 1, height_ratios=(1, 1))
-    _draw_days(per_day, days)
-    _draw_members(top, members)
+    _draw_days(per_day, days, lang)
+    _draw_members(top, members, lang)
     # a fixed-size layout: bbox_inches="tight" would change the pixel size from chart to chart
     figure.subplots_adjust(left=0.28, right=0.95, top=0.91, bottom=0.07, hspace=0.45)
     out = io.BytesIO()
@@ -76,14 +87,15 @@ def _draw(period: str, days: Sequence[DaySpend], members: Sequence[MemberSpend])
     return out.getvalue()
 
 
-def _draw_days(axes: Axes, days: Sequence[DaySpend]) -> None:
+def _draw_days(axes: Axes, days: Sequence[DaySpend], lang: Language) -> None:
     """One bar per day, its height the day's spend."""
-    axes.set_title("Spend per day (UTC)", loc="left", parse_math=False)
+    axes.set_title(t(lang, "chart.per_day"), loc="left", parse_math=False)
     axes.yaxis.set_major_formatter(FuncFormatter(_axis_usd))
     axes.grid(axis="y", alpha=0.3)
     axes.set_axisbelow(True)
     if not days:
-        axes.text(0.5, 0.5, "nothing spent", ha="center", va="center", transform=axes.transAxes)
+        nothing = t(lang, "chart.nothing_spent")
+        axes.text(0.5, 0.5, nothing, ha="center", va="center", transform=axes.transAxes)
         axes.set_xticks([])
         axes.set_yticks([])
         return
@@ -103,14 +115,15 @@ def _draw_days(axes: Axes, days: Sequence[DaySpend]) -> None:
     axes.set_ylim(bottom=0)
 
 
-def _draw_members(axes: Axes, members: Sequence[MemberSpend]) -> None:
+def _draw_members(axes: Axes, members: Sequence[MemberSpend], lang: Language) -> None:
     """One horizontal bar per member, labelled with the exact amount."""
-    axes.set_title("Top members", loc="left", parse_math=False)
+    axes.set_title(t(lang, "chart.top_members"), loc="left", parse_math=False)
     axes.xaxis.set_major_formatter(FuncFormatter(_axis_usd))
     axes.grid(axis="x", alpha=0.3)
     axes.set_axisbelow(True)
     if not members:
-        axes.text(0.5, 0.5, "nobody yet", ha="center", va="center", transform=axes.transAxes)
+        nobody = t(lang, "chart.nobody")
+        axes.text(0.5, 0.5, nobody, ha="center", va="center", transform=axes.transAxes)
         axes.set_xticks([])
         axes.set_yticks([])
         return

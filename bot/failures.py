@@ -6,7 +6,7 @@ import re
 
 from bot import wavespeed as ws
 from bot.domain.lifecycle import FailureKind
-from bot.domain.outcomes import REJECTED_PREFIX, TEMPORARY_ADVICE, JobFailure, failure
+from bot.domain.outcomes import JobFailure, failure, worded_failure
 
 INPUT_CODES = {1400, 1401, 1402}
 # Task codes WaveSpeed's error-code page marks as temporary: internal error, unavailable, timeout.
@@ -24,20 +24,15 @@ def failure_from_error(error: ws.WaveSpeedError) -> JobFailure:
         case ws.TaskFailed(code=1200):
             return failure(FailureKind.MODERATION, 1200)
         case ws.TaskFailed(code=code) if code in INPUT_CODES:
-            detail = " (the image link could not be fetched)" if code == 1402 else ""
-            return JobFailure(
-                FailureKind.BAD_INPUT, f"WaveSpeed could not use the inputs{detail}.", code
-            )
+            key = "failure.bad_input_link" if code == 1402 else "failure.bad_input"
+            return worded_failure(FailureKind.BAD_INPUT, key, code)
         case ws.TaskFailed(code=code):
-            reason = _without_code(error.message, code).rstrip(".") or "no reason given"
-            advice = f" {TEMPORARY_ADVICE}" if error.retryable else ""
-            return JobFailure(
-                FailureKind.GENERATION_FAILED,
-                f"The generation failed at WaveSpeed: {reason}.{advice}",
-                code,
-            )
+            reason = _without_code(error.message, code).rstrip(".")
+            key = "failure.generation_failed" + ("" if reason else "_unexplained")
+            key += "_temporary" if error.retryable else ""
+            return worded_failure(FailureKind.GENERATION_FAILED, key, code, reason=reason)
         case ws.RejectedInput():
-            return JobFailure(FailureKind.BAD_INPUT, f"{REJECTED_PREFIX}{error}")
+            return worded_failure(FailureKind.BAD_INPUT, "failure.rejected", detail=str(error))
         case ws.OutOfCredit():
             return failure(FailureKind.OUT_OF_CREDIT)
         case ws.AuthError():

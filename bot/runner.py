@@ -25,7 +25,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -194,10 +194,12 @@ class JobRunner:
         request: GenerationRequest,
         *,
         interaction: InteractionToken | None = None,
+        roles: Collection[int] = (),
     ) -> JobRecord:
         """Write the job, leased to this runner, and hold its price. Raises BudgetExceeded or
         TooManyJobs, writing nothing. `interaction`: the token the job was asked through, kept
-        with it so that whichever process follows the job can answer through it."""
+        with it so that whichever process follows the job can answer through it. `roles`: the
+        Discord role ids the member holds, whose tiers count for their allowance."""
         return await self._storage.reserve(
             owner,
             request.model_dump_json(),
@@ -206,6 +208,7 @@ class JobRunner:
             lease_owner=self.owner_id,
             lease_s=self._lease_s,
             interaction=interaction,
+            roles=roles,
         )
 
     def run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from bot.balance_watch import BalanceWatch
 from bot.config import Settings, parse_listen
 from bot.domain.queue import QueueLimits
 from bot.runner import JobRunner, Reconciliation
@@ -30,6 +31,7 @@ class Tuning:
     # False: poll only, even with WEBHOOK_PUBLIC_URL set (`wanbot generate`: the URL and the
     # port belong to the bot)
     webhooks: bool = True
+    balance_every_s: float = 300.0  # how often the bot reads the WaveSpeed account's balance
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Services:
     storage: Storage
     client: WaveSpeedClient
     runner: JobRunner
+    # the account's balance; read periodically once the bot starts it (cogs/alerts.py)
+    balance: BalanceWatch
     webhooks: WebhookServer | None = None
 
     @classmethod
@@ -91,7 +95,8 @@ class Services:
                 await client.close()
                 await storage.close()
                 raise
-        return cls(settings, storage, client, runner, webhooks)
+        balance = BalanceWatch(client, storage, every_s=tuning.balance_every_s)
+        return cls(settings, storage, client, runner, balance, webhooks)
 
     async def close(self) -> None:
         """Stop following jobs, giving up their leases (another process or the next start
@@ -99,6 +104,7 @@ class Services:
         no result arrives for a runner that is closing."""
         if self.webhooks is not None:
             await self.webhooks.stop()
+        await self.balance.stop()
         await self.runner.close()
         await self.client.close()
         await self.storage.close()

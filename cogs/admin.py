@@ -21,6 +21,7 @@ from bot.domain.pricing import format_usd
 from bot.domain.server_settings import (
     CONFIRM_ABOVE,
     LOG_CHANNEL,
+    LOW_BALANCE,
     NSFW_POLICY,
     VIDEO_CHANNELS,
     VIDEO_ROLES,
@@ -29,6 +30,7 @@ from bot.domain.server_settings import (
     parse_confirm_above,
 )
 from bot.domain.spend import daily_spend
+from bot.i18n import EN, Language, LocalizedError, language_of, t, tn
 from cogs import texts
 from storage.server_settings import load_setting, load_video_access, save_setting
 
@@ -83,11 +85,11 @@ def ledger_csv(entries: Sequence[LedgerEntry]) -> bytes:
     return out.getvalue().encode()
 
 
-def member_name(guild: discord.Guild | None, member_id: int) -> str:
+def member_name(guild: discord.Guild | None, member_id: int, lang: Language = EN) -> str:
     """A member's display name if the guild's cache has them (the bot has no members intent,
     so it does not ask Discord), else `member <id>`."""
     member = guild.get_member(member_id) if guild else None
-    return texts.member_label(member_id, member.display_name if member else None)
+    return texts.member_label(member_id, member.display_name if member else None, lang=lang)
 
 
 def can_post(channel: discord.TextChannel) -> bool:
@@ -127,34 +129,46 @@ class AdminCog(commands.Cog, name="Admin"):
         now = discord.utils.utcnow()
         period = period_key(now, self.bot.settings.budget_period)
         entries = await storage.ledger(interaction.guild_id, period)
+        lang = language_of(interaction.locale)
         lines = [
-            f"**Video spend this period ({period})**",
-            f"Spent {format_usd(server.spent)} · held {format_usd(server.held)} · "
-            f"left {format_usd(max(server.available, 0))} of "
-            f"{format_usd(server.allowance + server.granted)}",
+            t(lang, "usage.title", period=period),
+            t(
+                lang,
+                "usage.totals",
+                spent=format_usd(server.spent),
+                held=format_usd(server.held),
+                left=format_usd(max(server.available, 0)),
+                total=format_usd(server.allowance + server.granted),
+            ),
         ]
         if members:
-            lines.append("**Top members**")
+            lines.append(t(lang, "usage.top"))
             lines += [
-                f"{rank}. <@{m.member_id}> — {format_usd(m.spent_micro)} "
-                f"({m.jobs} video{'' if m.jobs == 1 else 's'})"
+                tn(
+                    lang,
+                    "usage.member",
+                    m.jobs,
+                    rank=rank,
+                    member_id=m.member_id,
+                    spent=format_usd(m.spent_micro),
+                )
                 for rank, m in enumerate(members[:TOP_MEMBERS], start=1)
             ]
         else:
-            lines.append("Nobody has made a video this period.")
+            lines.append(t(lang, "usage.nobody"))
         files = [discord.File(io.BytesIO(ledger_csv(entries)), f"wanbot-ledger-{period}.csv")]
         days = daily_spend(entries, now, self.bot.settings.budget_period)
         if any(spent for _, spent in days):
             top = [
-                (member_name(interaction.guild, m.member_id), m.spent_micro)
+                (member_name(interaction.guild, m.member_id, lang), m.spent_micro)
                 for m in members[:TOP_MEMBERS]
                 if m.spent_micro > 0
             ]
             # drawing is CPU work: keep it off the event loop
-            chart = await asyncio.to_thread(usage_chart, period, days, top)
+            chart = await asyncio.to_thread(usage_chart, period, days, top, lang=lang)
             files.append(discord.File(io.BytesIO(chart), f"wanbot-usage-{period}.png"))
         elif members:  # videos in progress or refunded, nothing charged: nothing to draw
-            lines.append(texts.NO_CHART)
+            lines.append(t(lang, "usage.no_chart"))
         await interaction.response.send_message(
             "\n".join(lines),
             files=files,
@@ -186,7 +200,8 @@ class AdminCog(commands.Cog, name="Admin"):
         await self._reply(interaction)
 
     @settings.command(
-        name="set", description="Admin notices, the NSFW policy, price confirmation (admins)"
+        name="set",
+        description="Admin notices, NSFW policy, price confirmation, low-balance warning (admins)",
     )
     @app_commands.checks.has_permissions(manage_guild=True)
     @app_commands.describe(
@@ -194,6 +209,8 @@ class AdminCog(commands.Cog, name="Admin"):
         nsfw_videos="Videos flagged NSFW in channels that aren't age-restricted",
         confirm_above="Members confirm the price of videos over this many dollars, e.g. 0.50 "
         "(0 or off: never)",
+        low_balance_usd="Warn the admins when the WaveSpeed balance falls below this many "
+        "dollars, e.g. 5 (0 or off: never)",
     )
     async def set_(
         self,
@@ -202,19 +219,25 @@ class AdminCog(commands.Cog, name="Admin"):
         # a Literal of NsfwPolicy's values: an enum here would show its member names as choices
         nsfw_videos: Literal["spoiler", "withhold"] | None = None,
         confirm_above: app_commands.Range[str, 1, 20] | None = None,
+        low_balance_usd: app_commands.Range[str, 1, 20] | None = None,
     ) -> None:
         """Change the given settings, then show all of them."""
         assert interaction.guild_id is not None
         storage = self.bot.services.storage
+        if low_balance_usd is not None:  # checked first: a bad amount changes nothing
+            try:
+                # the same form as confirm_above: dollars, or 0 / off
+                low_balance = parse_confirm_above(low_balance_usd)
+            except ValueError:
+                raise LocalizedError("alerts.low_balance_invalid") from None
         if confirm_above is not None:  # checked first: a bad amount changes nothing
             try:
                 threshold = parse_confirm_above(confirm_above)
             except ValueError:
-                raise app_commands.AppCommandError(
-                    "confirm_above must be a dollar amount such as 0.50, or 0 / off to stop "
-                    "asking. Nothing was changed."
-                ) from None
+                raise LocalizedError("settings.confirm_invalid") from None
             await save_setting(storage, interaction.guild_id, CONFIRM_ABOVE, threshold)
+        if low_balance_usd is not None:
+            await save_setting(storage, interaction.guild_id, LOW_BALANCE, low_balance)
         if log_channel is not None:
             await save_setting(storage, interaction.guild_id, LOG_CHANNEL, log_channel.id)
         if nsfw_videos is not None:
@@ -231,19 +254,16 @@ class AdminCog(commands.Cog, name="Admin"):
         """Add a channel to the allowed list."""
         before = (await self._access(interaction)).channel_ids
         after = await self._add(interaction, VIDEO_CHANNELS, before, channel.id, "channels")
-        change = (
-            f"{channel.mention} was already allowed."
-            if after == before
-            else f"✅ /video now works in {channel.mention}"
-            + (" (and threads in it)." if not isinstance(channel, discord.Thread) else ".")
-        )
+        lang = language_of(interaction.locale)
+        if after == before:
+            change = t(lang, "settings.channel.already", channel=channel.mention)
+        else:
+            added = "added_thread" if isinstance(channel, discord.Thread) else "added"
+            change = t(lang, f"settings.channel.{added}", channel=channel.mention)
         if not before:
-            change += " From now on it works only in listed channels."
+            change += " " + t(lang, "settings.channel.first")
         if not can_deliver(channel):
-            change += (
-                f"\n⚠️ I can't post in {channel.mention}, so videos made there can't be "
-                "delivered: give me View Channel, Send Messages and Attach Files in it."
-            )
+            change += "\n" + t(lang, "settings.channel.cannot_post", channel=channel.mention)
         await self._reply(interaction, change=change)
 
     @video_channels.command(name="remove", description="Stop allowing /video in a channel (admins)")
@@ -258,7 +278,7 @@ class AdminCog(commands.Cog, name="Admin"):
             before,
             channel.id,
             channel.mention,
-            emptied="none is listed, so /video works anywhere",
+            kind="channels",
         )
 
     @video_channels.command(
@@ -268,7 +288,8 @@ class AdminCog(commands.Cog, name="Admin"):
     async def clear_channels(self, interaction: discord.Interaction) -> None:
         """Empty the allowed-channel list."""
         await self._store(interaction, VIDEO_CHANNELS, ())
-        await self._reply(interaction, change="✅ /video works in every channel again.")
+        cleared = t(language_of(interaction.locale), "settings.channels.cleared")
+        await self._reply(interaction, change=cleared)
 
     @video_roles.command(name="add", description="Let members with a role make videos (admins)")
     @app_commands.checks.has_permissions(manage_guild=True)
@@ -279,12 +300,13 @@ class AdminCog(commands.Cog, name="Admin"):
         """Add a role to the required list."""
         before = (await self._access(interaction)).role_ids
         after = await self._add(interaction, VIDEO_ROLES, before, role.id, "roles")
+        lang = language_of(interaction.locale)
         if after == before:
-            change = f"{role.mention} was already listed."
+            change = t(lang, "settings.role.already", role=role.mention)
         else:
-            change = f"✅ Members with {role.mention} can make videos."
+            change = t(lang, "settings.role.added", role=role.mention)
             if not before:
-                change += " From now on only members with a listed role can."
+                change += " " + t(lang, "settings.role.first")
         await self._reply(interaction, change=change)
 
     @video_roles.command(name="remove", description="Stop letting a role make videos (admins)")
@@ -299,7 +321,7 @@ class AdminCog(commands.Cog, name="Admin"):
             before,
             role.id,
             role.mention,
-            emptied="none is listed, so every member can make videos",
+            kind="roles",
         )
 
     @video_roles.command(name="clear", description="Let every member make videos again (admins)")
@@ -307,7 +329,8 @@ class AdminCog(commands.Cog, name="Admin"):
     async def clear_roles(self, interaction: discord.Interaction) -> None:
         """Empty the required-role list."""
         await self._store(interaction, VIDEO_ROLES, ())
-        await self._reply(interaction, change="✅ Every member can make videos again.")
+        cleared = t(language_of(interaction.locale), "settings.roles.cleared")
+        await self._reply(interaction, change=cleared)
 
     async def _add(
         self,
@@ -321,9 +344,7 @@ class AdminCog(commands.Cog, name="Admin"):
         try:
             after = with_id(before, new_id)
         except TooManyEntries:
-            raise app_commands.AppCommandError(
-                f"At most {MAX_ENTRIES} {things} can be listed. Remove one first."
-            ) from None
+            raise LocalizedError(f"settings.too_many.{things}", max=MAX_ENTRIES) from None
         await self._store(interaction, setting, after)
         return after
 
@@ -335,18 +356,20 @@ class AdminCog(commands.Cog, name="Admin"):
         old_id: int,
         mention: str,
         *,
-        emptied: str,
+        kind: str,
     ) -> None:
-        """Store `before` without `old_id` and say what changed."""
+        """Store `before` without `old_id` and say what changed; `kind`: channels or roles."""
         after = without_id(before, old_id)
         await self._store(interaction, setting, after)
         if after == before:
-            change = f"{mention} wasn't listed."
+            key = "settings.not_listed"
         elif after:
-            change = f"✅ {mention} removed."
+            key = "settings.removed"
         else:
-            change = f"✅ {mention} removed: {emptied}."
-        await self._reply(interaction, change=change)
+            key = f"settings.removed_last.{kind}"
+        await self._reply(
+            interaction, change=t(language_of(interaction.locale), key, mention=mention)
+        )
 
     async def _access(self, interaction: discord.Interaction) -> VideoAccess:
         assert interaction.guild_id is not None
@@ -371,15 +394,23 @@ class AdminCog(commands.Cog, name="Admin"):
         access = await load_video_access(storage, guild.id)
         gone = {i for i in access.channel_ids if guild.get_channel_or_thread(i) is None}
         gone |= {i for i in access.role_ids if guild.get_role(i) is None}
-        where = f"<#{log_id}>" if log_id is not None else "nowhere yet (set log_channel)"
+        lang = language_of(interaction.locale)
+        where = f"<#{log_id}>" if log_id is not None else t(lang, "settings.log_nowhere")
         if log_unreachable:
-            where += " — ⚠️ but I can't post there: give me View Channel and Send Messages in it"
+            where = t(lang, "settings.log_unreachable", where=where)
+        confirm_above = await load_setting(storage, guild.id, CONFIRM_ABOVE)
         lines = [change] if change else []
         lines += [
-            f"Admin notices go to {where}.",
-            f"NSFW-flagged videos outside age-restricted channels: **{policy}**.",
-            texts.confirm_above_summary(await load_setting(storage, guild.id, CONFIRM_ABOVE)),
-            texts.access_summary(access, gone),
+            t(lang, "settings.log_channel", where=where),
+            # the policy as the set command's choice names it in this language
+            t(lang, "settings.nsfw", policy=t(lang, f"choice.{policy.value}")),
+            texts.confirm_above_summary(confirm_above, lang=lang),
+            texts.balance_summary(
+                await self.bot.services.balance.latest(),
+                await load_setting(storage, guild.id, LOW_BALANCE),
+                lang=lang,
+            ),
+            texts.access_summary(access, gone, lang=lang),
         ]
         await interaction.response.send_message(
             "\n".join(lines), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()

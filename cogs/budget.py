@@ -13,7 +13,9 @@ from bot.domain.job import JobRecord
 from bot.domain.lifecycle import JobState, Settlement
 from bot.domain.pricing import format_usd, parse_usd
 from bot.domain.request import GenerationRequest
+from bot.i18n import EN, Language, LocalizedError, language_of, t
 from cogs import texts
+from cogs.roles import role_ids
 
 if TYPE_CHECKING:
     from bot.app import WanBot
@@ -27,34 +29,36 @@ def parse_amount(text: str, *, allow_negative: bool = False) -> int:
     try:
         micro = parse_usd(text)
     except ValueError:
-        raise app_commands.AppCommandError(
-            f"`{text}` isn't a dollar amount. Write it like `5`, `2.50` or `$0.125`."
-        ) from None
+        raise LocalizedError("amount.invalid", text=text) from None
     if micro < 0 and not allow_negative:
-        raise app_commands.AppCommandError("The amount can't be negative.")
+        raise LocalizedError("amount.negative")
     if abs(micro) > MAX_AMOUNT_MICRO:
-        raise app_commands.AppCommandError("That amount is too large.")
+        raise LocalizedError("amount.too_large")
     return micro
 
 
-def granted_text(granted: int) -> str:
-    """The grants after an allowance: " + $1.50 granted" or " − $0.50 taken back"."""
-    if granted > 0:
-        return f" + {format_usd(granted)} granted"
-    if granted < 0:
-        return f" − {format_usd(-granted)} taken back"
-    return ""
+def allowance_text(allowance: int, granted: int, *, lang: Language = EN) -> str:
+    """The allowance and what was granted on top: "Allowance $5.00 + $1.50 granted"."""
+    key = "budget.allowance"
+    if granted:
+        key = "budget.allowance_granted" if granted > 0 else "budget.allowance_taken_back"
+    return t(lang, key, allowance=format_usd(allowance), amount=format_usd(abs(granted)))
 
 
-def job_line(job: JobRecord) -> str:
+def job_line(job: JobRecord, *, lang: Language = EN) -> str:
     """One line about a past job for /budget show."""
     request = GenerationRequest.model_validate_json(job.request_json)
     icon = STATE_ICONS.get(job.state, "⏳")
     prompt = request.prompt if len(request.prompt) <= 60 else request.prompt[:60] + "…"
-    outcome = "refunded" if job.settlement is Settlement.REFUND else format_usd(job.price_micro)
+    outcome = (
+        t(lang, "budget.refunded")
+        if job.settlement is Settlement.REFUND
+        else format_usd(job.price_micro)
+    )
+    seconds = t(lang, "shape.seconds", seconds=request.duration)
     return (
-        f"{icon} #{job.id} {texts.relative_time(job.created_at)} · "
-        f"{request.resolution} {request.duration} s · {outcome} · {prompt}"
+        f"{icon} #{job.id} {texts.relative_time(job.created_at, lang=lang)} · "
+        f"{request.resolution} {seconds} · {outcome} · {prompt}"
     )
 
 
@@ -80,22 +84,36 @@ class BudgetCog(commands.Cog, name="Budget"):
         if whose.id != interaction.user.id and not interaction.permissions.manage_guild:
             raise app_commands.MissingPermissions(["manage_guild"])
         storage = self.bot.services.storage
-        mine = await storage.member_balance(interaction.guild_id, whose.id)
+        # the allowance that applies to them: their roles' tiers count (only Discord knows them)
+        mine = await storage.member_balance(interaction.guild_id, whose.id, roles=role_ids(whose))
         server = await storage.server_balance(interaction.guild_id)
         jobs = await storage.recent_jobs(interaction.guild_id, whose.id, limit=5)
-        title = "Your" if whose.id == interaction.user.id else f"{whose.mention}'s"
+        lang = language_of(interaction.locale)
+        whom = "own" if whose.id == interaction.user.id else "other"
+        spent, held = format_usd(mine.spent), format_usd(mine.held)
         lines = [
-            f"**{title} video budget this period**",
-            f"Allowance {format_usd(mine.allowance)}{granted_text(mine.granted)}",
-            f"Spent {format_usd(mine.spent)}"
-            + (f" · {format_usd(mine.held)} held for videos in progress" if mine.held else ""),
-            f"Left **{format_usd(max(mine.available, 0))}** · resets "
-            + texts.relative_time(mine.resets_at),
-            f"The server has {format_usd(max(server.available, 0))} left of "
-            f"{format_usd(server.allowance + server.granted)}.",
+            t(lang, f"budget.title.{whom}", member=whose.mention),
+            allowance_text(mine.allowance, mine.granted, lang=lang),
+            texts.allowance_reason(mine, own=whose.id == interaction.user.id, lang=lang),
+            t(lang, "budget.spent_held", spent=spent, held=held)
+            if mine.held
+            else t(lang, "budget.spent", spent=spent),
+            t(
+                lang,
+                "budget.left",
+                left=format_usd(max(mine.available, 0)),
+                resets=texts.relative_time(mine.resets_at, lang=lang),
+            ),
+            t(
+                lang,
+                "budget.server_left",
+                left=format_usd(max(server.available, 0)),
+                total=format_usd(server.allowance + server.granted),
+            ),
         ]
         if jobs:
-            lines += ["", f"**{title} last videos**", *map(job_line, jobs)]
+            last = t(lang, f"budget.last.{whom}", member=whose.mention)
+            lines += ["", last, *(job_line(job, lang=lang) for job in jobs)]
         await interaction.response.send_message(
             "\n".join(lines), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
         )
@@ -109,8 +127,9 @@ class BudgetCog(commands.Cog, name="Budget"):
         """Set one member's allowance; recorded in the ledger with who did it."""
         micro = parse_amount(amount)
         await self._record_allowance(interaction, member.id, micro)
+        lang = language_of(interaction.locale)
         await interaction.response.send_message(
-            f"{member.mention} may now spend {format_usd(micro)} per period.",
+            t(lang, "budget.set", member=member.mention, amount=format_usd(micro)),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )
@@ -122,9 +141,8 @@ class BudgetCog(commands.Cog, name="Budget"):
         """Set the server-wide cap; recorded in the ledger with who did it."""
         micro = parse_amount(amount)
         await self._record_allowance(interaction, SERVER_SCOPE_MEMBER_ID, micro)
-        await interaction.response.send_message(
-            f"The server may now spend {format_usd(micro)} per period.", ephemeral=True
-        )
+        done = t(language_of(interaction.locale), "budget.server_set", amount=format_usd(micro))
+        await interaction.response.send_message(done, ephemeral=True)
 
     @budget.command(name="grant", description="Give a member extra money this period (admins)")
     @app_commands.describe(
@@ -143,15 +161,79 @@ class BudgetCog(commands.Cog, name="Budget"):
         micro = parse_amount(amount, allow_negative=True)
         storage = self.bot.services.storage
         await storage.grant(interaction.guild_id, member.id, micro, interaction.user.id, note)
-        balance = await storage.member_balance(interaction.guild_id, member.id)
-        done = (
-            f"Took back {format_usd(-micro)} from"
-            if micro < 0
-            else f"Granted {format_usd(micro)} to"
+        balance = await storage.member_balance(
+            interaction.guild_id, member.id, roles=role_ids(member)
+        )
+        done = t(
+            language_of(interaction.locale),
+            "budget.took_back" if micro < 0 else "budget.granted_to",
+            amount=format_usd(abs(micro)),
+            member=member.mention,
+            left=format_usd(max(balance.available, 0)),
         )
         await interaction.response.send_message(
-            f"{done} {member.mention}; they have "
-            f"{format_usd(max(balance.available, 0))} left this period.",
+            done,
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+    # --- role tiers: members holding a role get its allowance (the highest of their roles') ---
+    roles = app_commands.Group(
+        name="roles", description="Allowances per role (admins)", parent=budget
+    )
+
+    @roles.command(name="set", description="Members with this role get this allowance (admins)")
+    @app_commands.describe(role="Which role", amount="Dollars per period, e.g. 10")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def set_role(
+        self, interaction: discord.Interaction, role: discord.Role, amount: str
+    ) -> None:
+        """Set a role's tier; recorded (append-only) with who did it."""
+        assert interaction.guild_id is not None
+        if role.is_default():
+            raise LocalizedError("tiers.everyone")
+        micro = parse_amount(amount)
+        await self.bot.services.storage.set_role_allowance(
+            interaction.guild_id, role.id, micro, interaction.user.id
+        )
+        await interaction.response.send_message(
+            texts.role_tier_set(role.id, micro, lang=language_of(interaction.locale)),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+    @roles.command(name="clear", description="Remove a role's allowance (admins)")
+    @app_commands.describe(role="Which role")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def clear_role(self, interaction: discord.Interaction, role: discord.Role) -> None:
+        """Clear a role's tier (an append-only row with who did it); a role without one is
+        left alone, writing nothing."""
+        assert interaction.guild_id is not None
+        storage = self.bot.services.storage
+        tiers = await storage.role_tiers(interaction.guild_id)
+        had_tier = any(tier.role_id == role.id for tier in tiers)
+        if had_tier:
+            await storage.set_role_allowance(
+                interaction.guild_id, role.id, None, interaction.user.id
+            )
+        await interaction.response.send_message(
+            texts.role_tier_cleared(role.id, had_tier, lang=language_of(interaction.locale)),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+    @roles.command(name="list", description="Every role's allowance (admins)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def list_roles(self, interaction: discord.Interaction) -> None:
+        """The server's role tiers, largest first, with who set each and when."""
+        assert interaction.guild_id is not None
+        tiers = await self.bot.services.storage.role_tiers(interaction.guild_id)
+        await interaction.response.send_message(
+            texts.role_tiers_list(
+                tiers,
+                self.bot.settings.budget_policy.member_allowance,
+                lang=language_of(interaction.locale),
+            ),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )

@@ -16,11 +16,10 @@ import discord
 from bot.domain.lifecycle import FailureKind, IllegalTransition, JobState
 from bot.domain.outcomes import failure
 from bot.domain.pricing import format_usd
+from bot.i18n import EN, Language, language_of, t
 
 if TYPE_CHECKING:
     from bot.app import WanBot
-
-TOO_LATE = "Too late to cancel: it has already been sent to WaveSpeed."
 
 
 class CancelButton(
@@ -29,10 +28,10 @@ class CancelButton(
 ):
     """Cancel a queued job; its custom_id names the job, so it survives restarts."""
 
-    def __init__(self, job_id: int) -> None:
+    def __init__(self, job_id: int, lang: Language = EN) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Cancel",
+                label=t(lang, "button.cancel"),
                 emoji="✖️",
                 style=discord.ButtonStyle.secondary,
                 custom_id=f"wanbot:cancel:{job_id}",
@@ -50,16 +49,15 @@ class CancelButton(
         bot: WanBot = interaction.client  # type: ignore[assignment]
         storage = bot.services.storage
         job = await storage.get_job(self.job_id)
+        lang = language_of(interaction.locale)
         if job is None or job.guild_id != interaction.guild_id:
-            await interaction.response.send_message("That video is unknown here.", ephemeral=True)
+            await interaction.response.send_message(t(lang, "video.unknown"), ephemeral=True)
             return
         if interaction.user.id != job.member_id:
-            await interaction.response.send_message(
-                "Only the member who asked for this video can cancel it.", ephemeral=True
-            )
+            await interaction.response.send_message(t(lang, "cancel.not_yours"), ephemeral=True)
             return
         if job.state is not JobState.QUEUED:  # only the queue's jobs: nothing is in flight
-            await interaction.response.send_message(TOO_LATE, ephemeral=True)
+            await interaction.response.send_message(t(lang, "cancel.too_late"), ephemeral=True)
             return
         cancelled = failure(FailureKind.CANCELLED)
         try:
@@ -70,15 +68,14 @@ class CancelButton(
                 error_message=cancelled.message,
             )
         except IllegalTransition:  # its turn came meanwhile
-            await interaction.response.send_message(TOO_LATE, ephemeral=True)
+            await interaction.response.send_message(t(lang, "cancel.too_late"), ephemeral=True)
             return
-        await interaction.response.send_message(
-            f"Cancelled — {format_usd(job.price_micro)} is back in your budget.", ephemeral=True
-        )
+        done = t(lang, "cancel.done", price=format_usd(job.price_micro))
+        await interaction.response.send_message(done, ephemeral=True)
 
 
-def waiting_view(job_id: int) -> discord.ui.View:
-    """The buttons of a status while the job waits in the local queue."""
+def waiting_view(job_id: int, lang: Language = EN) -> discord.ui.View:
+    """The buttons of a status while the job waits in the local queue, labelled in `lang`."""
     view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
+    view.add_item(CancelButton(job_id, lang))
     return view

@@ -26,7 +26,7 @@ from typing import Any
 
 import discord
 
-from cogs import texts
+from bot.i18n import EN, Language, language_of, t
 from cogs.delivery import NO_MENTIONS, SEND_ERRORS
 
 CONFIRM_TIMEOUT = timedelta(seconds=60)
@@ -50,11 +50,11 @@ class ConfirmButton(
 ):
     """Confirm or Cancel on a price prompt; its custom_id names the prompt."""
 
-    def __init__(self, key: str, answer: str) -> None:
+    def __init__(self, key: str, answer: str, lang: Language = EN) -> None:
         yes = answer == "yes"
         super().__init__(
             discord.ui.Button(
-                label="Confirm" if yes else "Cancel",
+                label=t(lang, "button.confirm" if yes else "button.cancel"),
                 emoji="✅" if yes else "✖️",
                 style=discord.ButtonStyle.success if yes else discord.ButtonStyle.secondary,
                 custom_id=f"wanbot:confirm:{key}:{answer}",
@@ -72,16 +72,17 @@ class ConfirmButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         confirmations = _confirmations_of(interaction.client)
         if confirmations is None:  # the bot is shutting down: nothing can start anyway
-            await interaction.response.edit_message(content=texts.CONFIRM_EXPIRED, view=None)
+            expired = t(language_of(interaction.locale), "confirm.expired")
+            await interaction.response.edit_message(content=expired, view=None)
             return
         await confirmations.answer(interaction, self.key, confirmed=self.yes)
 
 
-def confirm_view(key: str) -> discord.ui.View:
-    """The Confirm and Cancel buttons of prompt `key`."""
+def confirm_view(key: str, lang: Language = EN) -> discord.ui.View:
+    """The Confirm and Cancel buttons of prompt `key`, labelled in `lang`."""
     view = discord.ui.View(timeout=None)  # the custom_ids are matched, not this object
-    view.add_item(ConfirmButton(key, "yes"))
-    view.add_item(ConfirmButton(key, "no"))
+    view.add_item(ConfirmButton(key, "yes", lang))
+    view.add_item(ConfirmButton(key, "no", lang))
     return view
 
 
@@ -102,8 +103,9 @@ class Confirmations:
             interaction.user.id, interaction.created_at, start, interaction
         )
         try:
+            view = confirm_view(key, language_of(interaction.locale))
             await interaction.edit_original_response(
-                content=text, view=confirm_view(key), allowed_mentions=NO_MENTIONS
+                content=text, view=view, allowed_mentions=NO_MENTIONS
             )
         except BaseException:
             del self._pending[key]  # nobody saw it: nobody can answer it
@@ -115,17 +117,18 @@ class Confirmations:
     async def answer(self, interaction: discord.Interaction, key: str, *, confirmed: bool) -> None:
         """A click on Confirm (`confirmed`) or Cancel of prompt `key`."""
         pending = self._pending.get(key)
+        lang = language_of(interaction.locale)
         if pending is not None and pending.member_id != interaction.user.id:
-            await interaction.response.send_message(
-                "This confirmation is someone else's.", ephemeral=True
-            )
+            await interaction.response.send_message(t(lang, "confirm.not_yours"), ephemeral=True)
             return
         # taken out before anything is awaited, so a double click can't start twice
         self._pending.pop(key, None)
         if pending is None or interaction.created_at - pending.asked_at > self.timeout:
-            await interaction.response.edit_message(content=texts.CONFIRM_EXPIRED, view=None)
+            expired = t(lang, "confirm.expired")
+            await interaction.response.edit_message(content=expired, view=None)
         elif not confirmed:
-            await interaction.response.edit_message(content=texts.CONFIRM_CANCELLED, view=None)
+            cancelled = t(lang, "confirm.cancelled")
+            await interaction.response.edit_message(content=cancelled, view=None)
         else:
             await pending.start(interaction)
 
@@ -141,8 +144,9 @@ class Confirmations:
         pending = self._pending.pop(key, None)
         if pending is None:
             return
+        expired = t(language_of(pending.prompt.locale), "confirm.expired")
         with contextlib.suppress(*SEND_ERRORS):  # a click still gets its "expired" answer
-            await pending.prompt.edit_original_response(content=texts.CONFIRM_EXPIRED, view=None)
+            await pending.prompt.edit_original_response(content=expired, view=None)
 
 
 def _confirmations_of(client: discord.Client) -> Confirmations | None:

@@ -29,14 +29,17 @@ import aiohttp
 import discord
 
 from bot.domain.job import InteractionToken, JobRecord, Stage
-from bot.domain.lifecycle import Settlement
+from bot.domain.lifecycle import FailureKind, Settlement
 from bot.domain.outcomes import JobFailure
 from bot.domain.pricing import format_usd
 from bot.domain.request import GenerationRequest
-from bot.domain.server_settings import LOG_CHANNEL, NSFW_POLICY, NsfwPolicy
+from bot.domain.server_settings import NSFW_POLICY, NsfwPolicy
+from bot.i18n import EN, Language, language_of, server_language, t
 from bot.runner import Posted, Progress, Undeliverable, Video
 from cogs import texts
+from cogs.alerts import check_spend, tell_admins
 from cogs.cancel import waiting_view
+from cogs.roles import role_ids
 from storage.server_settings import load_setting
 
 if TYPE_CHECKING:
@@ -56,8 +59,9 @@ HISTORY_LOOKBACK = 100  # messages read when looking for a post an earlier run m
 SEND_ERRORS = (discord.HTTPException, aiohttp.ClientError, TimeoutError)
 NO_MENTIONS = discord.AllowedMentions.none()
 T = TypeVar("T")
-# The buttons under a finished video, from its job id and request (what applies to it).
-ResultView = Callable[[int, GenerationRequest], discord.ui.View]
+# The buttons under a finished video, from its job id and request (what applies to it), in a
+# language.
+ResultView = Callable[[int, GenerationRequest, Language], discord.ui.View]
 
 
 def member_only(member_id: int) -> discord.AllowedMentions:
@@ -84,6 +88,7 @@ class Outgoing:
     spoiler: bool = False
     view: discord.ui.View | None = None
     link: str | None = None  # where the video can be fetched, if it can't be attached
+    lang: Language = EN  # the language of `text`, for what within() and direct() add to it
 
     def kwargs(self, member_id: int) -> dict[str, Any]:
         """Arguments for `send`, mentioning only the member (a new File each time: discord.py
@@ -99,19 +104,19 @@ class Outgoing:
         """The same, with the link instead of a video over `limit` bytes or not downloaded."""
         if self.link is None or (self.video is not None and self.size <= limit):
             return self
-        mb = f"{limit / 2**20:.0f} MB"
+        mb = limit / 2**20
         if self.video is not None:
-            what = f"The video is {self.size / 2**20:.1f} MB, over the {mb} upload limit here."
+            what = t(self.lang, "result.too_big", size=self.size / 2**20, limit=mb)
         elif self.size > limit:  # not downloaded: its size may be only a lower bound
-            what = f"The video is over the {mb} upload limit here."
+            what = t(self.lang, "result.over_limit", limit=mb)
         else:
-            what = "The video could not be attached here."
-        note = f"{what} Download it from WaveSpeed soon (the link expires): {self.link}"
+            what = t(self.lang, "result.not_attached")
+        note = t(self.lang, "result.link", why=what, link=self.link)
         return replace(self, text=f"{self.text}\n{note}", video=None)
 
     def direct(self, channel_id: int) -> Outgoing:
         """The same for a direct message: no server buttons."""
-        text = f"(I couldn't post in <#{channel_id}>, so here it is directly.)\n{self.text}"
+        text = f"{t(self.lang, 'result.direct', channel_id=channel_id)}\n{self.text}"
         return replace(self, text=text, view=None)
 
 
@@ -180,6 +185,17 @@ class DiscordDelivery:
         self.bot = bot
         # how to reach the member's interaction; None without one, or once it is gone
         self._link = None if interaction is None else InteractionLink.of_interaction(interaction)
+        # the member's roles, whose tiers count for the balance the status shows; a job followed
+        # without its interaction (resumed) does not know them, and shows the balance without
+        self._roles = () if interaction is None else role_ids(interaction.user)
+        # Private messages are in the member's language, public ones in the server's; a job
+        # followed without its interaction knows only the server's (Guild.preferred_locale).
+        self._member_lang = None if interaction is None else language_of(interaction.locale)
+        self._server_lang = (
+            None
+            if interaction is None or interaction.guild_locale is None
+            else language_of(interaction.guild_locale)
+        )
         self._result_view = result_view
         self._last_edit = float("-inf")
         self._last_shown: tuple[Stage, int | None] | None = None
@@ -219,7 +235,9 @@ class DiscordDelivery:
         if shown == self._last_shown and now - self._last_edit < EDIT_INTERVAL_S:
             return
         self._last_shown, self._last_edit = shown, now
-        balance = await self.bot.services.storage.member_balance(job.guild_id, job.member_id)
+        balance = await self.bot.services.storage.member_balance(
+            job.guild_id, job.member_id, roles=self._roles
+        )
         request = GenerationRequest.model_validate_json(job.request_json)
         text = texts.status_text(
             request,
@@ -229,24 +247,31 @@ class DiscordDelivery:
             progress.elapsed_s,
             ahead=progress.ahead,
             eta_s=progress.eta_s,
+            lang=self._private_lang(job),
         )
         waiting = progress.stage is Stage.WAITING
-        await self._edit_status(job, text, waiting_view(job.id) if waiting else None)
+        view = waiting_view(job.id, self._private_lang(job)) if waiting else None
+        await self._edit_status(job, text, view)
 
     async def post_video(self, job: JobRecord, video: Video) -> Posted:
         await self._gateway(job)
         request = GenerationRequest.model_validate_json(job.request_json)
         hidden = video.nsfw and not self._channel_is_nsfw(job)
         self._withheld = await self._withholds(job, video.nsfw)
-        note = "⚠️ WaveSpeed flagged this video as NSFW, so it is behind a spoiler." * hidden
+        # a withheld video goes to the member alone, in their language; else the server's
+        lang = self._private_lang(job) if self._withheld else self._public_lang(job)
+        note = t(lang, "result.nsfw_spoiler") if hidden else ""
         outgoing = Outgoing(  # a video not downloaded gets its link from within()
-            texts.result_text(job.member_id, request, job.price_micro, video.elapsed_s, note),
+            texts.result_text(
+                job.member_id, request, job.price_micro, video.elapsed_s, note, lang=lang
+            ),
             video=video.path,
             size=video.size,
             filename=f"wanbot-{job.id}.mp4",
             spoiler=hidden,
-            view=self._result_view(job.id, request),
+            view=self._result_view(job.id, request, lang),
             link=video.url,
+            lang=lang,
         )
         if self._withheld:  # only the member may see it: privately, or in a direct message
             private = replace(outgoing, view=None)
@@ -278,33 +303,43 @@ class DiscordDelivery:
 
     async def delivered(self, job: JobRecord, video: Video) -> None:
         if self._withheld:
-            notice = texts.withheld_notice(job.member_id)
+            notice = texts.withheld_notice(job.member_id, lang=self._public_lang(job))
             try:
                 channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
                 await channel.send(notice, allowed_mentions=member_only(job.member_id))
             except SEND_ERRORS as error:
                 log.info("job %s: withheld notice not posted: %s", job.id, error)
-        await self._edit_status(job, f"✅ Done — {format_usd(job.price_micro)} charged.")
+        done = t(self._private_lang(job), "result.done", price=format_usd(job.price_micro))
+        await self._edit_status(job, done)
+        await check_spend(self.bot, job.guild_id)  # the charge is recorded; never raises
 
     async def failed(self, job: JobRecord, failure: JobFailure) -> None:
+        if failure.kind is FailureKind.OUT_OF_CREDIT:  # refuse the next requests before reserving
+            self.bot.services.balance.refresh_soon()
         await self._gateway(job)
         refunded = job.settlement is not Settlement.CHARGE
-        text = texts.failure_text(job.member_id, failure, job.price_micro, refunded)
+        private, public = self._private_lang(job), self._public_lang(job)
+        text = texts.failure_text(job.member_id, failure, job.price_micro, refunded, lang=private)
         told = await self._edit_status(job, text)
-        if not told:
+        if not told:  # told in the channel: in the server's language
+            text = texts.failure_text(
+                job.member_id, failure, job.price_micro, refunded, lang=public
+            )
+            outgoing = Outgoing(text, lang=public)
             try:
                 await self._first_that_works(
-                    job, [self._channel(job, Outgoing(text)), self._direct(job, Outgoing(text))]
+                    job, [self._channel(job, outgoing), self._direct(job, outgoing)]
                 )
                 told = True
             except Undeliverable:
                 log.warning("job %s: the member could not be told of the failure", job.id)
         if failure.tells_admins or not told:
-            await self._tell_admins(job, texts.admin_notice(failure, job))
+            await self._tell_admins(job, texts.admin_notice(failure, job, lang=public))
 
     async def undecided(self, job: JobRecord, candidate_ids: list[str]) -> None:
         await self._gateway(job)
-        await self._tell_admins(job, texts.undecided_notice(job, candidate_ids))
+        notice = texts.undecided_notice(job, candidate_ids, lang=self._public_lang(job))
+        await self._tell_admins(job, notice)
 
     # --- routes: each sends one message, or raises ---------------------------------------------
     def _followup(self, job: JobRecord, outgoing: Outgoing, *, ephemeral: bool = False) -> Route:
@@ -345,13 +380,26 @@ class DiscordDelivery:
         raise Undeliverable("; ".join(errors) or "no route")
 
     # --- helpers -------------------------------------------------------------------------------
+    def _public_lang(self, job: JobRecord) -> Language:
+        """The server's language, for what others read: the channel and the log channel."""
+        if self._server_lang is not None:
+            return self._server_lang
+        return server_language(self.bot, job.guild_id)
+
+    def _private_lang(self, job: JobRecord) -> Language:
+        """The member's language, for their private status; the server's when not known."""
+        return self._member_lang if self._member_lang is not None else self._public_lang(job)
+
     async def _gateway(self, job: JobRecord) -> None:
         """Wait (a while at most) for the gateway: a job resumed at start-up polls WaveSpeed at
         once, but what it posts depends on the server's channels and limits, known only then."""
         if self.bot.is_ready():
             return
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for may swallow a cancellation
+        # (the bot closing) that arrives just as the wait ends
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.bot.wait_until_ready(), GATEWAY_WAIT_S)
+            async with asyncio.timeout(GATEWAY_WAIT_S):
+                await self.bot.wait_until_ready()
         if self._link is not None and self._link.from_token:
             self._link.upload_limit = _upload_limit(self.bot, job)  # the server is known now
 
@@ -434,16 +482,7 @@ class DiscordDelivery:
         return any(a.filename == f"wanbot-{job.id}.mp4" for a in message.attachments)
 
     async def _tell_admins(self, job: JobRecord, text: str) -> None:
-        storage = self.bot.services.storage
-        channel_id = await load_setting(storage, job.guild_id, LOG_CHANNEL)
-        if channel_id is None:
-            log.error("guild %s: %s (no log channel configured)", job.guild_id, text)
-            return
-        channel = self.bot.get_partial_messageable(channel_id, guild_id=job.guild_id)
-        try:
-            await channel.send(text, allowed_mentions=NO_MENTIONS)
-        except SEND_ERRORS as error:
-            log.error("guild %s: could not reach the log channel: %s", job.guild_id, error)
+        await tell_admins(self.bot, job.guild_id, text)
 
 
 def _upload_limit(bot: WanBot, job: JobRecord) -> int:

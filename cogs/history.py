@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.domain.request import GenerationRequest
+from bot.i18n import language_of, t
 from cogs import texts
 from cogs.video import VideoCog
 
@@ -30,8 +31,9 @@ class HistoryPageButton(
     can show that page."""
 
     def __init__(
-        self, member_id: int, offset: int, label: str = "Page", *, disabled: bool = False
+        self, member_id: int, offset: int, label: str | None = None, *, disabled: bool = False
     ) -> None:
+        # a button rebuilt from a click needs no label: only its custom_id and callback matter
         super().__init__(
             discord.ui.Button(
                 label=label,
@@ -111,7 +113,8 @@ class HistoryCog(commands.Cog, name="History"):
         a Member, so that admins can still look at members who left."""
         whose = member or interaction.user
         if not may_see(interaction, whose.id):
-            await interaction.response.send_message(texts.HISTORY_REFUSAL, ephemeral=True)
+            refusal = t(language_of(interaction.locale), "history.refusal")
+            await interaction.response.send_message(refusal, ephemeral=True)
             return
         embed, view = await self.page(interaction, whose.id, 0)
         await interaction.response.send_message(
@@ -126,7 +129,8 @@ class HistoryCog(commands.Cog, name="History"):
     ) -> None:
         """Previous/Next: the page at `offset`, in place of the one shown."""
         if not may_see(interaction, member_id):  # the permission may have been taken away since
-            await interaction.response.send_message(texts.HISTORY_REFUSAL, ephemeral=True)
+            refusal = t(language_of(interaction.locale), "history.refusal")
+            await interaction.response.send_message(refusal, ephemeral=True)
             return
         embed, view = await self.page(interaction, member_id, offset)
         await interaction.response.edit_message(
@@ -148,7 +152,10 @@ class HistoryCog(commands.Cog, name="History"):
         )
         own = member_id == interaction.user.id
         page = offset // PAGE_SIZE + 1
-        description, footer = texts.history_page(member_id, own, jobs, page, pages, total)
+        lang = language_of(interaction.locale)
+        description, footer = texts.history_page(
+            member_id, own, jobs, page, pages, total, lang=lang
+        )
         embed = discord.Embed(description=description)
         if footer:
             embed.set_footer(text=footer)
@@ -157,20 +164,24 @@ class HistoryCog(commands.Cog, name="History"):
             view.add_item(UseAgainButton(job.id, row=index // USE_AGAIN_PER_ROW))
         if total > PAGE_SIZE:
             previous = max(offset - PAGE_SIZE, 0)
-            view.add_item(HistoryPageButton(member_id, previous, "◀ Previous", disabled=page == 1))
+            back = t(lang, "button.previous")
+            view.add_item(HistoryPageButton(member_id, previous, back, disabled=page == 1))
             following = offset + PAGE_SIZE
-            view.add_item(HistoryPageButton(member_id, following, "Next ▶", disabled=page == pages))
+            forward = t(lang, "button.next")
+            view.add_item(HistoryPageButton(member_id, following, forward, disabled=page == pages))
         return embed, view
 
     async def use_again(self, interaction: discord.Interaction, job_id: int) -> None:
         """Run a job of this server once more, as the clicking member: Re-roll's access check,
         pricing and budget check (VideoCog.launch), with the job's own seed."""
         job = await self.bot.services.storage.get_job(job_id)
+        lang = language_of(interaction.locale)
         if job is None or job.guild_id != interaction.guild_id:
-            await interaction.response.send_message("That video is unknown here.", ephemeral=True)
+            await interaction.response.send_message(t(lang, "video.unknown"), ephemeral=True)
             return
         if not may_see(interaction, job.member_id):
-            await interaction.response.send_message(texts.USE_AGAIN_REFUSAL, ephemeral=True)
+            refusal = t(lang, "history.use_again_refusal")
+            await interaction.response.send_message(refusal, ephemeral=True)
             return
         video = self.bot.get_cog(VideoCog.__cog_name__)
         assert isinstance(video, VideoCog)

@@ -10,7 +10,9 @@ from discord.ext import commands
 
 from bot.domain.pricing import MAX_DURATION_S, MIN_DURATION_S, Resolution, price_micro
 from bot.domain.request import GenerationRequest
+from bot.i18n import language_of
 from cogs import texts
+from cogs.roles import role_ids
 
 if TYPE_CHECKING:
     from bot.app import WanBot
@@ -49,11 +51,14 @@ class PriceCog(commands.Cog, name="Price"):
         # what GenerationRequest.price_micro charges: sound is generated or a custom track
         price = price_micro(duration, resolution, has_audio=enable_audio or custom_audio)
         storage = self.bot.services.storage
-        member = await storage.member_balance(interaction.guild_id, interaction.user.id)
+        member = await storage.member_balance(
+            interaction.guild_id, interaction.user.id, roles=role_ids(interaction.user)
+        )
         server = await storage.server_balance(interaction.guild_id)
-        sound = texts.sound_label(custom_audio, enable_audio)
+        lang = language_of(interaction.locale)
+        sound = texts.sound_label(custom_audio, enable_audio, lang=lang)
         await interaction.response.send_message(
-            texts.price_text(resolution, duration, sound, price, member, server),
+            texts.price_text(resolution, duration, sound, price, member, server, lang=lang),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )

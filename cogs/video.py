@@ -34,21 +34,20 @@ from bot.domain.request import (
 )
 from bot.domain.server_settings import CONFIRM_ABOVE, needs_confirmation
 from bot.domain.variations import NotApplicable, Variation, variations_of, varied
+from bot.i18n import EN, Language, language_of, say, t
 from cogs import texts
+from cogs.alerts import refuse_without_credit
 from cogs.cancel import CancelButton
 from cogs.confirm import Confirmations, ConfirmButton
 from cogs.delivery import NO_MENTIONS, DiscordDelivery
+from cogs.roles import role_ids
 from storage.server_settings import load_setting, load_video_access
 
 if TYPE_CHECKING:
     from bot.app import WanBot
 
 
-BUTTON_LABELS = {
-    "reroll": ("Re-roll", "🎲"),
-    "same": ("Same seed", "🌱"),
-    "delete": ("Delete", "🗑️"),
-}
+BUTTON_EMOJI = {"reroll": "🎲", "same": "🌱", "delete": "🗑️"}  # labels: button.<action>
 
 
 def concrete_seed(seed: int) -> int:
@@ -62,12 +61,14 @@ class JobButton(
 ):
     """A result button whose custom_id names the action and the job, so it survives restarts."""
 
-    def __init__(self, action: str, job_id: int) -> None:
-        label, emoji = BUTTON_LABELS[action]
+    def __init__(self, action: str, job_id: int, lang: Language = EN) -> None:
         style = discord.ButtonStyle.danger if action == "delete" else discord.ButtonStyle.secondary
         super().__init__(
             discord.ui.Button(
-                label=label, emoji=emoji, style=style, custom_id=f"wanbot:{action}:{job_id}"
+                label=t(lang, f"button.{action}"),
+                emoji=BUTTON_EMOJI[action],
+                style=style,
+                custom_id=f"wanbot:{action}:{job_id}",
             )
         )
         self.action = action
@@ -94,11 +95,10 @@ class VariationButton(
 
     def __init__(self, variation: Variation, job_id: int, label: str | None = None) -> None:
         # a button rebuilt from a click needs no label: only its custom_id and callback matter
-        default, emoji = texts.VARIATION_BUTTONS[variation]
         super().__init__(
             discord.ui.Button(
-                label=label or default,
-                emoji=emoji,
+                label=label,
+                emoji=texts.VARIATION_EMOJI[variation],
                 style=discord.ButtonStyle.primary,
                 custom_id=f"wanbot:vary:{variation}:{job_id}",
                 row=1,  # under Re-roll / Same seed / Delete
@@ -119,26 +119,29 @@ class VariationButton(
         await cog.on_variation(interaction, self.variation, self.job_id)
 
 
-def result_view(job_id: int, request: GenerationRequest | None = None) -> discord.ui.View:
-    """The buttons under a finished video: with its request, the variations that apply to it."""
+def result_view(
+    job_id: int, request: GenerationRequest | None = None, lang: Language = EN
+) -> discord.ui.View:
+    """The buttons under a finished video, labelled in `lang` (the server's: everyone sees
+    them): with its request, the variations that apply to it."""
     view = discord.ui.View(timeout=None)
-    for action in BUTTON_LABELS:
-        view.add_item(JobButton(action, job_id))
+    for action in BUTTON_EMOJI:
+        view.add_item(JobButton(action, job_id, lang))
     for variation in variations_of(request) if request is not None else ():
-        label = texts.variation_button(variation, request)
+        label = texts.variation_button(variation, request, lang=lang)
         view.add_item(VariationButton(variation, job_id, label))
     return view
 
 
-class SameSeedModal(discord.ui.Modal, title="Same seed, new prompt"):
+class SameSeedModal(discord.ui.Modal):
     """Lets the member edit the prompt before re-running with the same seed."""
 
-    def __init__(self, cog: VideoCog, request: GenerationRequest) -> None:
-        super().__init__(timeout=900)
+    def __init__(self, cog: VideoCog, request: GenerationRequest, lang: Language = EN) -> None:
+        super().__init__(title=t(lang, "modal.same_seed.title"), timeout=900)
         self.cog = cog
         self.request = request
         self.prompt = discord.ui.TextInput(
-            label="Prompt",
+            label=t(lang, "modal.same_seed.prompt"),
             style=discord.TextStyle.paragraph,
             default=request.prompt[:MAX_PROMPT_CHARS],
             max_length=MAX_PROMPT_CHARS,
@@ -154,7 +157,8 @@ class SameSeedModal(discord.ui.Modal, title="Same seed, new prompt"):
                 **{**self.request.model_dump(), "prompt": self.prompt.value}
             )
         except InvalidRequest as error:
-            await interaction.edit_original_response(content=f"⚠️ {error}")
+            text = say(language_of(interaction.locale), error)
+            await interaction.edit_original_response(content=f"⚠️ {text}")
             return
         await self.cog.launch(interaction, request)
 
@@ -235,7 +239,8 @@ class VideoCog(commands.Cog, name="Video"):
                 seed=concrete_seed(seed),
             )
         except (InvalidMedia, InvalidRequest) as error:
-            await interaction.response.send_message(f"⚠️ {error}", ephemeral=True)
+            lang = language_of(interaction.locale)
+            await interaction.response.send_message(f"⚠️ {say(lang, error)}", ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
@@ -250,12 +255,12 @@ class VideoCog(commands.Cog, name="Video"):
                     check_audio, audio.filename, audio_data, limits
                 )
         except InvalidMedia as error:
-            await interaction.edit_original_response(content=f"⚠️ {error}")
+            text = say(language_of(interaction.locale), error)
+            await interaction.edit_original_response(content=f"⚠️ {text}")
             return
         except discord.HTTPException:
-            await interaction.edit_original_response(
-                content="⚠️ I couldn't download your attachment from Discord. Please try again."
-            )
+            lang = language_of(interaction.locale)
+            await interaction.edit_original_response(content=t(lang, "video.download_failed"))
             return
         await self.launch(interaction, request, uploads)
 
@@ -279,7 +284,7 @@ class VideoCog(commands.Cog, name="Video"):
         if denial is None:
             return True
         await interaction.response.send_message(
-            texts.access_refusal(denial),
+            texts.access_refusal(denial, lang=language_of(interaction.locale)),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )
@@ -310,16 +315,20 @@ class VideoCog(commands.Cog, name="Video"):
         if not confirm:
             await self._start(interaction, request, uploads)
             return
-        balance = await storage.member_balance(interaction.guild_id, interaction.user.id)
+        balance = await storage.member_balance(
+            interaction.guild_id, interaction.user.id, roles=role_ids(interaction.user)
+        )
 
         async def on_confirm(click: discord.Interaction) -> None:
             if not await self.allowed(click):  # the rules may have changed meanwhile
                 return
-            await click.response.edit_message(content=texts.CONFIRM_STARTING, view=None)
+            starting = t(language_of(click.locale), "confirm.starting")
+            await click.response.edit_message(content=starting, view=None)
             # the budget is checked now: the balance may have changed since the prompt
             await self._start(click, request, uploads)
 
-        text = texts.confirm_text(request, price, balance, title)
+        lang = language_of(interaction.locale)
+        text = texts.confirm_text(request, price, balance, title, lang=lang)
         await self.confirmations.ask(interaction, text, on_confirm)
 
     async def _start(
@@ -330,6 +339,8 @@ class VideoCog(commands.Cog, name="Video"):
     ) -> None:
         """Reserve and start a job; its status replaces the interaction's (private) response."""
         assert interaction.guild_id is not None and interaction.channel_id is not None
+        if await refuse_without_credit(self.bot, interaction, request.price_micro):
+            return  # the account can't pay for it: nothing reserved, the admins told
         owner = JobOwner(interaction.guild_id, interaction.channel_id, interaction.user.id)
         delivery = self.delivery(interaction)
         runner = self.bot.services.runner
@@ -337,18 +348,29 @@ class VideoCog(commands.Cog, name="Video"):
         token = InteractionToken(
             interaction.application_id, interaction.token, interaction.expires_at
         )
+        # the member's role tiers count for their allowance: the roles of whoever asked, or
+        # clicked Re-roll / a variation / Use again / Confirm (each a new interaction)
+        roles = role_ids(interaction.user)
         try:
-            job = await runner.reserve(owner, request, interaction=token)
+            job = await runner.reserve(owner, request, interaction=token, roles=roles)
         except BudgetError as error:
             await interaction.edit_original_response(
-                content=f"⚠️ {texts.refusal_text(error)}", allowed_mentions=NO_MENTIONS
+                content=f"⚠️ {texts.refusal_text(error, lang=language_of(interaction.locale))}",
+                allowed_mentions=NO_MENTIONS,
             )
             return
         try:  # the job is reserved: it runs whatever happens to the first status
             balance = await self.bot.services.storage.member_balance(
-                owner.guild_id, owner.member_id
+                owner.guild_id, owner.member_id, roles=roles
             )
-            status = texts.status_text(request, job.price_micro, balance, Stage.UPLOADING, 0.0)
+            status = texts.status_text(
+                request,
+                job.price_micro,
+                balance,
+                Stage.UPLOADING,
+                0.0,
+                lang=language_of(interaction.locale),
+            )
             await delivery.open(job, status)
         finally:
             runner.run(job, delivery, uploads)
@@ -356,8 +378,9 @@ class VideoCog(commands.Cog, name="Video"):
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
         """Re-roll, Same seed or Delete on a result message."""
         job = await self.bot.services.storage.get_job(job_id)
+        lang = language_of(interaction.locale)
         if job is None or job.guild_id != interaction.guild_id:
-            await interaction.response.send_message("That video is unknown here.", ephemeral=True)
+            await interaction.response.send_message(t(lang, "video.unknown"), ephemeral=True)
             return
         request = GenerationRequest.model_validate_json(job.request_json)
         if action in ("reroll", "same") and not await self.allowed(interaction):
@@ -368,7 +391,7 @@ class VideoCog(commands.Cog, name="Video"):
                 rerolled = request.model_copy(update={"seed": concrete_seed(RANDOM_SEED)})
                 await self.launch(interaction, rerolled)
             case "same":
-                await interaction.response.send_modal(SameSeedModal(self, request))
+                await interaction.response.send_modal(SameSeedModal(self, request, lang))
             case "delete":
                 await self._delete(interaction, job)
 
@@ -377,8 +400,9 @@ class VideoCog(commands.Cog, name="Video"):
     ) -> None:
         """A variation of a result: its price confirmed first, charged to whoever clicks."""
         job = await self.bot.services.storage.get_job(job_id)
+        lang = language_of(interaction.locale)
         if job is None or job.guild_id != interaction.guild_id:
-            await interaction.response.send_message("That video is unknown here.", ephemeral=True)
+            await interaction.response.send_message(t(lang, "video.unknown"), ephemeral=True)
             return
         if not await self.allowed(interaction):
             return
@@ -386,21 +410,19 @@ class VideoCog(commands.Cog, name="Video"):
         try:
             changed = varied(request, variation)
         except NotApplicable:  # a button of an older layout: nothing would change
-            await interaction.response.send_message(texts.VARIATION_GONE, ephemeral=True)
+            await interaction.response.send_message(t(lang, "variation.gone"), ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        title = texts.variation_title(variation, changed)
+        title = texts.variation_title(variation, changed, lang=lang)
         await self.launch(interaction, changed, confirm=True, title=title)
 
     async def _delete(self, interaction: discord.Interaction, job: JobRecord) -> None:
         permissions = interaction.permissions
+        lang = language_of(interaction.locale)
         if interaction.user.id != job.member_id and not permissions.manage_messages:
-            await interaction.response.send_message(
-                "Only the member who asked for this video or a moderator can delete it.",
-                ephemeral=True,
-            )
+            await interaction.response.send_message(t(lang, "video.delete_refused"), ephemeral=True)
             return
-        await interaction.response.send_message("Deleted.", ephemeral=True)
+        await interaction.response.send_message(t(lang, "video.deleted"), ephemeral=True)
         if interaction.message is not None:
             await interaction.message.delete()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Protocol
 
-from bot.domain.budget import Balance
+from bot.domain.budget import Balance, RoleTier
 from bot.domain.job import InteractionToken, JobOwner, JobRecord, LedgerEntry, MemberUsage
 from bot.domain.lifecycle import JobState
 from bot.domain.queue import QueueLimits, QueueSnapshot
@@ -28,9 +28,13 @@ class Storage(Protocol):
         lease_owner: str | None = None,
         lease_s: float = 0.0,
         interaction: InteractionToken | None = None,
+        roles: Collection[int] = (),
     ) -> JobRecord:
         """Check both budgets and the in-flight limit, then write the job and its reserve row,
-        all in one transaction. Raises BudgetExceeded / TooManyJobs, writing nothing. With
+        all in one transaction. Raises BudgetExceeded / TooManyJobs, writing nothing. The
+        member's allowance is read in that transaction, by bot.domain.budget's
+        effective_allowance: their own, else the highest tier among `roles` (the Discord role
+        ids they hold: only Discord knows them), else the default. With
         `lease_owner` the job is written already leased to it for `lease_s` seconds, so no other
         process can claim it before its first step. With `interaction` the job keeps the token
         of the interaction it was asked through, until it reaches a final state (`advance`
@@ -108,7 +112,12 @@ class Storage(Protocol):
         ...
 
     # --- budgets ------------------------------------------------------------------------------
-    async def member_balance(self, guild_id: int, member_id: int) -> Balance: ...
+    async def member_balance(
+        self, guild_id: int, member_id: int, *, roles: Collection[int] = ()
+    ) -> Balance:
+        """A member's budget in the current period; their allowance as `reserve` reads it for a
+        member holding `roles`, and where it comes from (Balance.source)."""
+        ...
 
     async def server_balance(self, guild_id: int) -> Balance: ...
 
@@ -122,6 +131,17 @@ class Storage(Protocol):
         self, guild_id: int, member_id: int, amount_micro: int, actor_id: int
     ) -> None:
         """Set a per-period allowance (a `limit` ledger row; latest wins). member_id 0 = server."""
+        ...
+
+    async def set_role_allowance(
+        self, guild_id: int, role_id: int, amount_micro: int | None, actor_id: int
+    ) -> None:
+        """Set a role's tier, the allowance per period of members holding it (None clears it):
+        an append-only role_allowances row with who did it; the latest row of a role wins."""
+        ...
+
+    async def role_tiers(self, guild_id: int) -> list[RoleTier]:
+        """A server's current role tiers (cleared ones left out), largest first."""
         ...
 
     async def usage(self, guild_id: int) -> list[MemberUsage]:
@@ -171,4 +191,15 @@ class Storage(Protocol):
 
     async def history_count(self, guild_id: int, member_id: int) -> int:
         """How many jobs a member has in a server (every state)."""
+        ...
+
+    # --- money alerts (bot.domain.alerts) --------------------------------------------------------
+    async def claim_alert(self, guild_id: int, key: str) -> bool:
+        """Write the server's alert marker `key` (a server setting, valued with the moment) if
+        it is absent; True only for the one caller that wrote it, however many processes or
+        tasks try at once. Deleting it (`set_guild_setting(..., None)`) re-arms the alert."""
+        ...
+
+    async def guilds_with_setting(self, key: str) -> dict[int, str]:
+        """Every server that has the setting `key`, with its value."""
         ...

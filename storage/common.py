@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from bot.domain.budget import SERVER_SCOPE_MEMBER_ID
+from bot.domain.budget import SERVER_SCOPE_MEMBER_ID, Allowance, AllowanceSource
 from bot.domain.job import InteractionToken, JobRecord, LedgerEntry
 from bot.domain.lifecycle import IN_PROGRESS, FailureKind, JobState, Settlement
 from bot.domain.queue import QueueEntry, QueueSnapshot
@@ -96,6 +96,44 @@ WHERE COALESCE(b.granted, 0) != COALESCE(l.granted, 0)
 ORDER BY guild_id, member_id, period_key
 """
 
+# The allowance of one budget, by the rule of bot.domain.budget.effective_allowance, as one row
+# (rank, amount_micro, role_id): its own latest `limit` row (rank 1), else the highest current
+# tier among the member's roles (rank 2: a role's latest role_allowances row is its tier, NULL
+# meaning cleared; a tie names the smaller role id), else the default (rank 3). Each store fills
+# in its parameter marks: {guild}, {member}, {default}, and {roles}, a condition that holds for
+# the role ids given (none for the server's own budget).
+EFFECTIVE_ALLOWANCE_SQL = """
+SELECT rank, amount_micro, role_id FROM (
+    SELECT 1 AS rank, amount_micro, NULL AS role_id FROM (
+        SELECT amount_micro FROM ledger
+        WHERE guild_id = {guild} AND member_id = {member} AND kind = 'limit'
+        ORDER BY id DESC LIMIT 1
+    ) AS own
+    UNION ALL
+    SELECT 2, amount_micro, role_id FROM role_allowances AS tier
+    WHERE guild_id = {guild} AND {roles} AND amount_micro IS NOT NULL
+      AND id = (SELECT MAX(id) FROM role_allowances AS later
+                WHERE later.guild_id = tier.guild_id AND later.role_id = tier.role_id)
+    UNION ALL
+    SELECT 3, {default}, NULL
+) AS candidates
+ORDER BY rank, amount_micro DESC, role_id
+LIMIT 1
+"""
+# A server's current role tiers (cleared ones left out), largest first.
+ROLE_TIERS_SQL = """
+SELECT role_id, amount_micro, actor_id, created_at FROM role_allowances AS tier
+WHERE guild_id = {guild} AND amount_micro IS NOT NULL
+  AND id = (SELECT MAX(id) FROM role_allowances AS later
+            WHERE later.guild_id = tier.guild_id AND later.role_id = tier.role_id)
+ORDER BY amount_micro DESC, role_id
+"""
+_ALLOWANCE_SOURCES = {
+    1: AllowanceSource.OWN,
+    2: AllowanceSource.TIER,
+    3: AllowanceSource.DEFAULT,
+}
+
 # The local queue remembers a server's or member's turns this long (after a day of nothing,
 # they are as new).
 SERVED_MEMORY = timedelta(days=1)
@@ -133,6 +171,19 @@ def require_member(member_id: int) -> None:
     would be held twice, once as the member's and once as the server's)."""
     if member_id == SERVER_SCOPE_MEMBER_ID:
         raise ValueError("member_id 0 is the server's own budget, not a member")
+
+
+def require_role(role_id: int) -> None:
+    """A role tier names a Discord role (a positive snowflake)."""
+    if isinstance(role_id, bool) or not isinstance(role_id, int) or role_id <= 0:
+        raise ValueError(f"role_id must be a positive Discord id, not {role_id!r}")
+
+
+def allowance_of(row: Mapping[str, Any]) -> Allowance:
+    """An Allowance from EFFECTIVE_ALLOWANCE_SQL's row."""
+    source = _ALLOWANCE_SOURCES[row["rank"]]
+    role_id = row["role_id"] if source is AllowanceSource.TIER else None
+    return Allowance(int(row["amount_micro"]), source, role_id)
 
 
 def lease_expiry(owner: str, lease_s: float, now: datetime) -> datetime:

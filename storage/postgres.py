@@ -34,6 +34,7 @@ from bot.domain.budget import (
     Balance,
     BudgetExceeded,
     BudgetPolicy,
+    RoleTier,
     TooManyJobs,
     period_key,
     period_resets_at,
@@ -50,12 +51,15 @@ from bot.domain.queue import QueueEntry, QueueLimits, QueueSnapshot
 from bot.domain.timing import TimingSample
 from storage.common import (
     AUDIT_SQL,
+    EFFECTIVE_ALLOWANCE_SQL,
     IN_PROGRESS_VALUES,
     INTERACTION_COLUMNS,
     JOB_COLUMNS,
     LEDGER_COLUMNS,
     RECENT_TIMINGS_SQL,
+    ROLE_TIERS_SQL,
     SERVED_MEMORY,
+    allowance_of,
     audit_line,
     interaction_values,
     job_record,
@@ -65,6 +69,7 @@ from storage.common import (
     move_columns,
     require_member,
     require_micro,
+    require_role,
     require_scope,
     snapshot_of,
     timing_sample,
@@ -107,19 +112,22 @@ _AT_WAVESPEED_SQL = (
 )
 _RECENT_SUBMITS_SQL = "SELECT count(*) FROM submits WHERE at > $1"
 
-# The allowance of budget $2 (a member, or 0 for the server) in server $1: its latest `limit`
-# row in any period, else the default $4. Inside the subquery the names are the ledger's.
-_ALLOWANCE = """COALESCE(
-    (SELECT amount_micro FROM ledger
-     WHERE guild_id = $1 AND member_id = $2 AND kind = 'limit'
-     ORDER BY id DESC LIMIT 1),
-    $4)"""
 
-# One budget in period $3; a budget nothing has touched yet has no row, and counts zeros.
+def _allowance_sql(roles: str) -> str:
+    """The allowance of budget $2 (a member, or 0 for the server) in server $1, for a member
+    holding the role ids in parameter `roles` (none for the server): the row of
+    EFFECTIVE_ALLOWANCE_SQL, with the default $4."""
+    return EFFECTIVE_ALLOWANCE_SQL.format(
+        guild="$1", member="$2", default="$4::bigint", roles=f"role_id = ANY({roles}::bigint[])"
+    )
+
+
+# One budget in period $3, for a member holding roles $5; a budget nothing has touched yet has
+# no row, and counts zeros.
 _BALANCE_SQL = f"""
-SELECT {_ALLOWANCE} AS allowance,
+SELECT effective.rank, effective.amount_micro, effective.role_id,
        COALESCE(granted, 0) AS granted, COALESCE(spent, 0) AS spent, COALESCE(held, 0) AS held
-FROM (VALUES (true)) AS one
+FROM ({_allowance_sql("$5")}) AS effective
 LEFT JOIN balances ON guild_id = $1 AND member_id = $2 AND period_key = $3
 """
 
@@ -130,11 +138,13 @@ INSERT INTO balances (guild_id, member_id, period_key) VALUES ($1, 0, $3), ($1, 
 ON CONFLICT DO NOTHING
 """
 
-# Hold price $5 on one budget if it can pay: no row comes back when it cannot.
+# Hold price $5 on one budget if it can pay (its allowance counting the tiers of roles $6): no
+# row comes back when it cannot. The allowance is read in this statement, so in the transaction.
 _HOLD_SQL = f"""
 UPDATE balances SET held = held + $5
 WHERE guild_id = $1 AND member_id = $2 AND period_key = $3
-  AND {_ALLOWANCE} + granted - spent - held >= $5
+  AND (SELECT amount_micro FROM ({_allowance_sql("$6")}) AS effective)
+      + granted - spent - held >= $5
 RETURNING true
 """
 
@@ -178,6 +188,12 @@ INSERT INTO balances (guild_id, member_id, period_key, granted) VALUES ($1, $2, 
 ON CONFLICT (guild_id, member_id, period_key)
 DO UPDATE SET granted = balances.granted + excluded.granted
 """
+
+_ROLE_TIER_SQL = """
+INSERT INTO role_allowances (guild_id, role_id, amount_micro, actor_id, created_at)
+VALUES ($1, $2, $3, $4, $5)
+"""
+_ROLE_TIERS_SQL = ROLE_TIERS_SQL.format(guild="$1")
 
 _APPEND_SQL = """
 INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, job_id, actor_id, note,
@@ -345,38 +361,76 @@ class PostgresStorage:
             return self._policy.server_allowance
         return self._policy.member_allowance
 
+    @staticmethod
+    def _roles(scope: int, roles: Collection[int]) -> list[int]:
+        """The role ids whose tiers count for a budget: the member's; none for the server's."""
+        return [] if scope == SERVER_SCOPE_MEMBER_ID else [int(role) for role in roles]
+
     async def _balance(
-        self, db: Connection | asyncpg.Pool, guild_id: int, scope: int, now: datetime
+        self,
+        db: Connection | asyncpg.Pool,
+        guild_id: int,
+        scope: int,
+        now: datetime,
+        roles: Collection[int] = (),
     ) -> Balance:
-        """The balance of a member's budget, or of the server's (scope 0), in the period of now."""
+        """The balance of a member's budget (holding `roles`), or of the server's (scope 0), in
+        the period of now."""
         row = await db.fetchrow(
-            _BALANCE_SQL, guild_id, scope, self._period(now), self._default_allowance(scope)
+            _BALANCE_SQL,
+            guild_id,
+            scope,
+            self._period(now),
+            self._default_allowance(scope),
+            self._roles(scope, roles),
         )
+        allowance = allowance_of(row)
         return Balance(
-            allowance=row["allowance"],
+            allowance=allowance.amount,
             granted=row["granted"],
             spent=row["spent"],
             held=row["held"],
             resets_at=period_resets_at(now, self._policy.period),
+            source=allowance.source,
+            tier_role_id=allowance.role_id,
         )
 
     async def _hold(
-        self, conn: Connection, guild_id: int, scope: int, period: str, price_micro: int
+        self,
+        conn: Connection,
+        guild_id: int,
+        scope: int,
+        period: str,
+        price_micro: int,
+        roles: Collection[int],
     ) -> bool:
         """Hold the price on one budget if it can pay it (locking its row); False if not."""
         held = await conn.fetchval(
-            _HOLD_SQL, guild_id, scope, period, self._default_allowance(scope), price_micro
+            _HOLD_SQL,
+            guild_id,
+            scope,
+            period,
+            self._default_allowance(scope),
+            price_micro,
+            self._roles(scope, roles),
         )
         return held is not None
 
     async def _refusal(
-        self, conn: Connection, owner: JobOwner, price_micro: int, now: datetime, *, server: bool
+        self,
+        conn: Connection,
+        owner: JobOwner,
+        price_micro: int,
+        now: datetime,
+        roles: Collection[int],
+        *,
+        server: bool,
     ) -> BudgetExceeded:
         """The refusal of a reservation whose hold failed, reported like SQLite does: the
         member's budget before the server's. `server` says the server's hold succeeded (so the
         member's failed). Only budgets this transaction left unchanged are read: the member's
         row is changed by no failed reservation, the server's only when its own hold worked."""
-        member = await self._balance(conn, owner.guild_id, owner.member_id, now)
+        member = await self._balance(conn, owner.guild_id, owner.member_id, now, roles)
         if server or member.available < price_micro:
             return BudgetExceeded("member", price_micro, member)
         server_balance = await self._balance(conn, owner.guild_id, SERVER_SCOPE_MEMBER_ID, now)
@@ -452,28 +506,34 @@ class PostgresStorage:
         lease_owner: str | None = None,
         lease_s: float = 0.0,
         interaction: InteractionToken | None = None,
+        roles: Collection[int] = (),
     ) -> JobRecord:
         """Check the in-flight limit and the member and server budgets, then write the job and
         its reserve row, all in one transaction; with `lease_owner`, leased to it for `lease_s`
-        seconds; with `interaction`, keeping its token. Raises TooManyJobs / BudgetExceeded,
-        writing nothing."""
+        seconds; with `interaction`, keeping its token; the member's allowance counts the tiers
+        of `roles`. Raises TooManyJobs / BudgetExceeded, writing nothing."""
         require_micro(price_micro, "price", minimum=0)
         require_member(owner.member_id)
         now = self._clock()
         period = self._period(now)
         lease_until = None if lease_owner is None else lease_expiry(lease_owner, lease_s, now)
         guild_id, member_id = owner.guild_id, owner.member_id
+        roles = tuple(roles)  # read twice when the member's hold is refused
         async with self._transaction() as conn:
             await conn.execute(_ENSURE_BALANCES_SQL, guild_id, member_id, period)
-            server = await self._hold(conn, guild_id, SERVER_SCOPE_MEMBER_ID, period, price_micro)
-            member = server and await self._hold(conn, guild_id, member_id, period, price_micro)
+            server = await self._hold(
+                conn, guild_id, SERVER_SCOPE_MEMBER_ID, period, price_micro, ()
+            )
+            member = server and await self._hold(
+                conn, guild_id, member_id, period, price_micro, roles
+            )
             # Counted after the server's row is locked: every reservation in this server queues
             # there, so the count includes the job of any that went before.
             in_flight = await conn.fetchval(_IN_FLIGHT_SQL, guild_id, member_id, IN_PROGRESS_VALUES)
             if in_flight >= max_in_flight:
                 raise TooManyJobs(max_in_flight)
             if not member:
-                raise await self._refusal(conn, owner, price_micro, now, server=server)
+                raise await self._refusal(conn, owner, price_micro, now, roles, server=server)
             row = await conn.fetchrow(
                 _INSERT_JOB_SQL,
                 guild_id,
@@ -668,9 +728,12 @@ class PostgresStorage:
         return [timing_sample(row) for row in rows]
 
     # --- budgets ------------------------------------------------------------------------------
-    async def member_balance(self, guild_id: int, member_id: int) -> Balance:
-        """A member's budget in the current period."""
-        return await self._balance(self._pool, guild_id, member_id, self._clock())
+    async def member_balance(
+        self, guild_id: int, member_id: int, *, roles: Collection[int] = ()
+    ) -> Balance:
+        """A member's budget in the current period, their allowance counting the tiers of the
+        `roles` they hold."""
+        return await self._balance(self._pool, guild_id, member_id, self._clock(), roles)
 
     async def server_balance(self, guild_id: int) -> Balance:
         """The server's budget in the current period (every member's jobs count against it)."""
@@ -715,6 +778,25 @@ class PostgresStorage:
             now=now,
             actor_id=actor_id,
         )
+
+    async def set_role_allowance(
+        self, guild_id: int, role_id: int, amount_micro: int | None, actor_id: int
+    ) -> None:
+        """Set (or with None, clear) a role's tier: an append-only role_allowances row."""
+        require_role(role_id)
+        if amount_micro is not None:
+            require_micro(amount_micro, "allowance", minimum=0)
+        await self._pool.execute(
+            _ROLE_TIER_SQL, guild_id, role_id, amount_micro, actor_id, self._clock()
+        )
+
+    async def role_tiers(self, guild_id: int) -> list[RoleTier]:
+        """A server's current role tiers, largest first."""
+        rows = await self._pool.fetch(_ROLE_TIERS_SQL, guild_id)
+        return [
+            RoleTier(row["role_id"], row["amount_micro"], row["actor_id"], row["created_at"])
+            for row in rows
+        ]
 
     async def usage(self, guild_id: int) -> list[MemberUsage]:
         """Spend (charges) and jobs per member in the current period, largest spend first."""
@@ -822,3 +904,25 @@ class PostgresStorage:
             member_id,
         )
         return int(count)
+
+    # --- money alerts -------------------------------------------------------------------------
+    async def claim_alert(self, guild_id: int, key: str) -> bool:
+        """Write the alert marker if absent; True only for the writer (the primary key decides
+        between concurrent inserts)."""
+        claimed = await self._pool.fetchval(
+            """
+            INSERT INTO guild_settings (guild_id, key, value) VALUES ($1, $2, $3)
+            ON CONFLICT (guild_id, key) DO NOTHING RETURNING true
+            """,
+            guild_id,
+            key,
+            self._clock().astimezone(UTC).isoformat(timespec="microseconds"),  # as SQLite's
+        )
+        return claimed is True
+
+    async def guilds_with_setting(self, key: str) -> dict[int, str]:
+        """Every server that has the setting `key`, with its value."""
+        rows = await self._pool.fetch(
+            "SELECT guild_id, value FROM guild_settings WHERE key = $1", key
+        )
+        return {row["guild_id"]: row["value"] for row in rows}

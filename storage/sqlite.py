@@ -15,6 +15,7 @@ ledger row; the ledger stays the source of truth and `audit()` recomputes them f
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
@@ -26,9 +27,11 @@ from typing import Literal, Self, TypeVar
 
 from bot.domain.budget import (
     SERVER_SCOPE_MEMBER_ID,
+    Allowance,
     Balance,
     BudgetExceeded,
     BudgetPolicy,
+    RoleTier,
     TooManyJobs,
     period_key,
     period_resets_at,
@@ -45,12 +48,15 @@ from bot.domain.queue import QueueEntry, QueueLimits, QueueSnapshot
 from bot.domain.timing import TimingSample
 from storage.common import (
     AUDIT_SQL,
+    EFFECTIVE_ALLOWANCE_SQL,
     IN_PROGRESS_VALUES,
     INTERACTION_COLUMNS,
     JOB_COLUMNS,
     LEDGER_COLUMNS,
     RECENT_TIMINGS_SQL,
+    ROLE_TIERS_SQL,
     SERVED_MEMORY,
+    allowance_of,
     audit_line,
     interaction_values,
     job_record,
@@ -59,6 +65,7 @@ from storage.common import (
     move_columns,
     require_member,
     require_micro,
+    require_role,
     require_scope,
     snapshot_of,
     timing_sample,
@@ -71,6 +78,14 @@ T = TypeVar("T")
 _JOB_SELECT = f"SELECT {', '.join(JOB_COLUMNS)}, settlement FROM job_records"
 _LEDGER_SELECT = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger"
 _RECENT_TIMINGS_SQL = RECENT_TIMINGS_SQL.format(per_shape="?")
+# The member's role ids come as one JSON array (a fixed statement, whatever their number).
+_ALLOWANCE_SQL = EFFECTIVE_ALLOWANCE_SQL.format(
+    guild=":guild",
+    member=":member",
+    default=":default",
+    roles="role_id IN (SELECT value FROM json_each(:roles))",
+)
+_ROLE_TIERS_SQL = ROLE_TIERS_SQL.format(guild="?")
 
 # Take a job's lease if it is unfinished and nobody else's live lease holds it (text moments in
 # one format compare in time order).
@@ -369,53 +384,78 @@ class SqliteStorage:
     ) -> list[sqlite3.Row]:
         return await self._call(lambda db: db.execute(sql, params).fetchall(), quick=quick)
 
-    def _allowance(self, db: sqlite3.Connection, guild_id: int, member_id: int) -> int:
-        """The latest allowance set for a member (or the server, member_id 0), else the
-        default."""
+    def _allowance(
+        self,
+        db: sqlite3.Connection,
+        guild_id: int,
+        member_id: int,
+        roles: Collection[int] = (),
+    ) -> Allowance:
+        """A member's allowance (bot.domain.budget.effective_allowance: their own, else the
+        highest tier of their `roles`, else the default), or the server's (member_id 0: its own,
+        else the default; roles never count)."""
+        server = member_id == SERVER_SCOPE_MEMBER_ID
+        default = self._policy.server_allowance if server else self._policy.member_allowance
         row = db.execute(
-            "SELECT amount_micro FROM ledger "
-            "WHERE guild_id = ? AND member_id = ? AND kind = 'limit' ORDER BY id DESC LIMIT 1",
-            (guild_id, member_id),
+            _ALLOWANCE_SQL,
+            {
+                "guild": guild_id,
+                "member": member_id,
+                "default": default,
+                "roles": "[]" if server else json.dumps([int(role) for role in roles]),
+            },
         ).fetchone()
-        if row is not None:
-            return int(row[0])
-        if member_id == SERVER_SCOPE_MEMBER_ID:
-            return self._policy.server_allowance
-        return self._policy.member_allowance
+        return allowance_of(row)
 
     def _balance(
-        self, db: sqlite3.Connection, guild_id: int, member_id: int, now: datetime
+        self,
+        db: sqlite3.Connection,
+        guild_id: int,
+        member_id: int,
+        now: datetime,
+        roles: Collection[int] = (),
     ) -> Balance:
-        """A member's balance (member_id 0: the server's) in the period containing `now`."""
+        """A member's balance (member_id 0: the server's) in the period containing `now`, for
+        a member holding `roles`."""
         row = db.execute(
             "SELECT granted, spent, held FROM balances "
             "WHERE guild_id = ? AND member_id = ? AND period_key = ?",
             (guild_id, member_id, period_key(now, self._policy.period)),
         ).fetchone()
         granted, spent, held = row if row is not None else (0, 0, 0)
+        allowance = self._allowance(db, guild_id, member_id, roles)
         return Balance(
-            allowance=self._allowance(db, guild_id, member_id),
+            allowance=allowance.amount,
             granted=granted,
             spent=spent,
             held=held,
             resets_at=period_resets_at(now, self._policy.period),
+            source=allowance.source,
+            tier_role_id=allowance.role_id,
         )
 
     def _hold(
-        self, db: sqlite3.Connection, owner: JobOwner, price: int, period: str, now: datetime
+        self,
+        db: sqlite3.Connection,
+        owner: JobOwner,
+        price: int,
+        period: str,
+        now: datetime,
+        roles: Collection[int],
     ) -> None:
-        """Hold `price` on the server's budget, then on the member's: one conditional update
-        each, in that fixed order. Raises BudgetExceeded (the member's first) if either is
-        short; the caller's transaction then rolls both back."""
+        """Hold `price` on the server's budget, then on the member's (their allowance by their
+        `roles`): one conditional update each, in that fixed order. Raises BudgetExceeded (the
+        member's first) if either is short; the caller's transaction then rolls both back."""
         for member_id in (SERVER_SCOPE_MEMBER_ID, owner.member_id):  # the fixed lock order
-            allowance = self._allowance(db, owner.guild_id, member_id)
+            # read inside this BEGIN IMMEDIATE transaction: no allowance or tier changes under it
+            allowance = self._allowance(db, owner.guild_id, member_id, roles).amount
             if not _add_to_balance(db, owner.guild_id, member_id, period, "held", price, allowance):
                 break
         else:
             return
         # refused: the budget that refused, and the member's when the server's did, are read as
         # they were before this transaction
-        member = self._balance(db, owner.guild_id, owner.member_id, now)
+        member = self._balance(db, owner.guild_id, owner.member_id, now, roles)
         if member.available < price:
             raise BudgetExceeded("member", price, member)
         raise BudgetExceeded("server", price, self._balance(db, owner.guild_id, 0, now))
@@ -462,13 +502,15 @@ class SqliteStorage:
         lease_owner: str | None = None,
         lease_s: float = 0.0,
         interaction: InteractionToken | None = None,
+        roles: Collection[int] = (),
     ) -> JobRecord:
         """Check the in-flight limit and the member and server budgets, then write the job and
         its reserve row, all in one transaction; with `lease_owner`, leased to it for `lease_s`
-        seconds; with `interaction`, keeping its token. Raises TooManyJobs / BudgetExceeded,
-        writing nothing."""
+        seconds; with `interaction`, keeping its token; the member's allowance counts the tiers
+        of `roles`. Raises TooManyJobs / BudgetExceeded, writing nothing."""
         require_micro(price_micro, "price", minimum=0)
         require_member(owner.member_id)
+        roles = tuple(roles)  # read inside the transaction, perhaps on the store's thread
         now = self._clock()
         period = period_key(now, self._policy.period)
         lease_until = None if lease_owner is None else lease_expiry(lease_owner, lease_s, now)
@@ -483,7 +525,7 @@ class SqliteStorage:
             ).fetchone()
             if count >= max_in_flight:
                 raise TooManyJobs(max_in_flight)
-            self._hold(db, owner, price_micro, period, now)
+            self._hold(db, owner, price_micro, period, now, roles)
             cursor = db.execute(
                 """
                 INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro,
@@ -727,10 +769,14 @@ class SqliteStorage:
         return [timing_sample(row) for row in rows]
 
     # --- budgets ------------------------------------------------------------------------------
-    async def member_balance(self, guild_id: int, member_id: int) -> Balance:
-        """A member's budget in the current period."""
+    async def member_balance(
+        self, guild_id: int, member_id: int, *, roles: Collection[int] = ()
+    ) -> Balance:
+        """A member's budget in the current period, their allowance counting the tiers of the
+        `roles` they hold."""
         now = self._clock()
-        return await self._call(lambda db: self._balance(db, guild_id, member_id, now))
+        held = tuple(roles)
+        return await self._call(lambda db: self._balance(db, guild_id, member_id, now, held))
 
     async def server_balance(self, guild_id: int) -> Balance:
         """The server's budget in the current period (every member's jobs count against it)."""
@@ -754,6 +800,33 @@ class SqliteStorage:
         await self._write(
             self._admin_row("limit", guild_id, member_id, amount_micro, actor_id, None)
         )
+
+    async def set_role_allowance(
+        self, guild_id: int, role_id: int, amount_micro: int | None, actor_id: int
+    ) -> None:
+        """Set (or with None, clear) a role's tier: an append-only role_allowances row."""
+        require_role(role_id)
+        if amount_micro is not None:
+            require_micro(amount_micro, "allowance", minimum=0)
+        row = (guild_id, role_id, amount_micro, actor_id, _utc_text(self._clock()))
+        await self._write(
+            partial(
+                _execute,
+                sql="INSERT INTO role_allowances (guild_id, role_id, amount_micro, actor_id, "
+                "created_at) VALUES (?, ?, ?, ?, ?)",
+                params=row,
+            )
+        )
+
+    async def role_tiers(self, guild_id: int) -> list[RoleTier]:
+        """A server's current role tiers, largest first."""
+        rows = await self._read(_ROLE_TIERS_SQL, (guild_id,))
+        return [
+            RoleTier(
+                row["role_id"], row["amount_micro"], row["actor_id"], _moment(row["created_at"])
+            )
+            for row in rows
+        ]
 
     async def usage(self, guild_id: int) -> list[MemberUsage]:
         """Spend (charges) and jobs per member in the current period, largest spend first."""
@@ -855,3 +928,26 @@ class SqliteStorage:
             (guild_id, member_id),
         )
         return int(rows[0]["jobs"])
+
+    # --- money alerts -------------------------------------------------------------------------
+    async def claim_alert(self, guild_id: int, key: str) -> bool:
+        """Write the alert marker if absent; True only for the writer (one statement, under
+        SQLite's write lock)."""
+        params = (guild_id, key, _utc_text(self._clock()))
+
+        def write(db: sqlite3.Connection) -> bool:
+            inserted = db.execute(
+                "INSERT INTO guild_settings (guild_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (guild_id, key) DO NOTHING",
+                params,
+            )
+            return inserted.rowcount == 1
+
+        return await self._write(write)
+
+    async def guilds_with_setting(self, key: str) -> dict[int, str]:
+        """Every server that has the setting `key`, with its value."""
+        rows = await self._read(
+            "SELECT guild_id, value FROM guild_settings WHERE key = ?", (key,), quick=False
+        )
+        return {row["guild_id"]: row["value"] for row in rows}

@@ -57,6 +57,7 @@ TABLES = (
     Table("submits", ("id",), "submits"),
     Table("job_timings", ("job_id",), "job timings"),
     Table("balances", ("guild_id", "member_id", "period_key"), "balances"),
+    Table("role_allowances", ("id",), "role tier changes"),
     Table("guild_settings", ("guild_id", "key"), "server settings"),
     Table("bot_settings", ("key",), "bot settings"),
 )

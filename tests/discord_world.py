@@ -40,8 +40,9 @@ class World:
     settings: Settings
 
     @contextlib.asynccontextmanager
-    async def bot(self) -> AsyncIterator[WanBot]:
-        """Run a fresh WanBot (real cogs, real storage) until the block ends."""
+    async def bot(self, **tuning_changes: Any) -> AsyncIterator[WanBot]:
+        """Run a fresh WanBot (real cogs, real storage) until the block ends; `tuning_changes`
+        override fields of its Tuning (e.g. balance_every_s)."""
         tuning = Tuning(
             poll=FAST_POLL,
             retry=FAST_RETRY,
@@ -49,6 +50,7 @@ class World:
             reconcile_every_s=0.1,
             download_pause_s=0.05,
             queue_tick_s=0.05,
+            **tuning_changes,
         )
         async with running_bot(self.discord, lambda: WanBot(self.settings, tuning)) as bot:
             yield bot
@@ -64,9 +66,11 @@ class World:
         channel_id: int = CHANNEL,
         user_id: int = MEMBER,
         attachment_size_limit: int = 10 * 1024 * 1024,
+        locale: str = "en-US",
         **options: Any,
     ) -> FakeInteraction:
-        """Invoke /video with an image, optionally an audio file (filename, bytes), and options."""
+        """Invoke /video with an image, optionally an audio file (filename, bytes), and options,
+        as a member whose Discord speaks `locale`."""
         data = tiny_png() if image is None else image
         attachment = self.discord.add_attachment(filename, data, content_type)
         typed = [
@@ -86,6 +90,7 @@ class World:
             user_id=user_id,
             options=typed,
             attachment_size_limit=attachment_size_limit,
+            locale=locale,
         )
 
 

@@ -429,6 +429,7 @@ async def test_settings_persist_and_are_shown(world: World) -> None:
     async with world.bot() as bot:
         shown = await run(world, "wanbot-settings", sub="show", user_id=ADMIN)
         assert "Admin notices go to nowhere yet" in shown.content and "**spoiler**" in shown.content
+        await bot.services.balance.refresh()  # read at start in the background: known by now
         changed = await run(
             world,
             "wanbot-settings",
@@ -438,11 +439,14 @@ async def test_settings_persist_and_are_shown(world: World) -> None:
             user_id=ADMIN,
         )
         assert_private(changed)
-        assert changed.content == (
+        # the balance's reading time is a Discord timestamp: <t:…:R> (tests/test_discord_alerts.py)
+        assert RESET.sub("<t:R>", changed.content) == (
             f"Admin notices go to <#{LOG_CHANNEL}>.\n"
             "NSFW-flagged videos outside age-restricted channels: **withhold**.\n"
             "Videos start without asking members to confirm their price (confirm_above: off); "
             "variations of a result always show their price first.\n"
+            "WaveSpeed account balance: **$100.00** (read <t:R>).\n"
+            "No warning when it runs low (low_balance_usd: off).\n"
             "Videos can be made in **any channel**.\n"
             "**Every member** can make videos."
         )
@@ -452,7 +456,7 @@ async def test_settings_persist_and_are_shown(world: World) -> None:
 
     async with world.bot():  # a restart keeps them
         again = await run(world, "wanbot-settings", sub="show", user_id=ADMIN)
-    assert again.content == changed.content
+    assert RESET.sub("<t:R>", again.content) == RESET.sub("<t:R>", changed.content)
 
 
 async def test_settings_warn_about_a_log_channel_the_bot_cannot_post_in(world: World) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from bot.app import WanBot
 from bot.domain.server_settings import CONFIRM_ABOVE
-from cogs import texts
+from bot.i18n import EN, t
 from storage.server_settings import load_setting
 from tests.discord_world import (
     ADMIN_ROLE,
@@ -170,7 +170,7 @@ async def test_cancel_changes_nothing(world: World) -> None:
         prompt = await prompt_of(await world.video())
         cancelled = await click(world, prompt, "no", MEMBER)
         assert cancelled.response_type == 7
-        assert prompt.content == texts.CONFIRM_CANCELLED
+        assert prompt.content == t(EN, "confirm.cancelled")
         assert not list(prompt.iter_components())  # nothing left to click
         await nothing_started(world, bot)
         assert (await bot.services.storage.member_balance(GUILD, MEMBER)).available == 5_000_000
@@ -182,7 +182,7 @@ async def test_an_expired_prompt_does_nothing_when_clicked(world: World) -> None
         prompt = await prompt_of(await world.video())
         world.discord.advance_time(61)  # Discord's clock: the click comes after the minute
         late = await click(world, prompt, "yes", MEMBER)
-        assert late.response_type == 7 and prompt.content == texts.CONFIRM_EXPIRED
+        assert late.response_type == 7 and prompt.content == t(EN, "confirm.expired")
         assert not list(prompt.iter_components())
         await nothing_started(world, bot)
 
@@ -193,7 +193,7 @@ async def test_a_prompt_left_by_a_restart_says_it_expired(world: World) -> None:
         prompt = await prompt_of(await world.video())
     async with world.bot() as bot:  # the waiting request was only in the old process' memory
         late = await click(world, prompt, "yes", MEMBER)
-        assert late.response_type == 7 and prompt.content == texts.CONFIRM_EXPIRED
+        assert late.response_type == 7 and prompt.content == t(EN, "confirm.expired")
         await nothing_started(world, bot)
 
 

@@ -14,6 +14,7 @@ from bot.app import WanBot
 from bot.domain.job import JobOwner
 from bot.domain.lifecycle import FailureKind, JobState
 from bot.domain.request import GenerationRequest
+from bot.i18n import EN, t
 from cogs import texts
 from tests.discord_world import (
     ADMIN_ROLE,
@@ -195,7 +196,7 @@ async def test_members_see_only_their_own_and_admins_anyones(world: World) -> No
     async with world.bot() as bot:
         await refunded_jobs(bot, 12)
         refused = await history(world, user_id=OTHER_MEMBER, member=MEMBER)
-        assert refused.content == texts.HISTORY_REFUSAL and not refused.embeds
+        assert refused.content == t(EN, "history.refusal") and not refused.embeds
         mine = await history(world, user_id=OTHER_MEMBER, member=OTHER_MEMBER)
         assert "You have not made any videos" in mine.embeds[0]["description"]
 
@@ -207,7 +208,7 @@ async def test_members_see_only_their_own_and_admins_anyones(world: World) -> No
 
         # the page's buttons check the clicker again (a crafted click, or a lost permission)
         peek = await click(world, seen, f"wanbot:history:{MEMBER}:0", OTHER_MEMBER)
-        assert peek.callbacks[0]["data"]["content"] == texts.HISTORY_REFUSAL
+        assert peek.callbacks[0]["data"]["content"] == t(EN, "history.refusal")
         assert row_ids(seen) == [2, 1]  # unchanged
     assert not seen.pinged_users
 
@@ -269,7 +270,7 @@ async def test_use_again_is_refused_for_others_and_other_servers_jobs(world: Wor
         seen = await history(world, user_id=ADMIN, member=MEMBER)
         # a click the page's owner did not make (Discord would not deliver it; a crafted one)
         stranger = await click(world, seen, f"wanbot:again:{mine}", OTHER_MEMBER)
-        assert stranger.callbacks[0]["data"]["content"] == texts.USE_AGAIN_REFUSAL
+        assert stranger.callbacks[0]["data"]["content"] == t(EN, "history.use_again_refusal")
         # a Use again naming another server's job
         forged = world.discord.add_message(CHANNEL, "forged", author_id=MEMBER)
         forged.components = [

@@ -17,6 +17,7 @@ from bot.domain.budget import BudgetPeriod, period_key
 from bot.domain.job import JobOwner, LedgerEntry
 from bot.domain.request import GenerationRequest
 from bot.domain.spend import daily_spend, period_starts_at
+from bot.i18n import EN, t
 from cogs import texts
 from cogs.admin import member_name
 from tests.discord_world import (
@@ -169,7 +170,7 @@ async def test_usage_attaches_a_chart_beside_the_csv(world: World) -> None:
         assert member_name(guild, MEMBER) == f"member {MEMBER}"
         assert member_name(guild, bot.user.id) == guild.me.display_name
 
-    assert "Spent $0.75" in reply.content and texts.NO_CHART not in reply.content
+    assert "Spent $0.75" in reply.content and t(EN, "usage.no_chart") not in reply.content
     csv_file, chart = reply.attachments
     assert csv_file.filename == f"wanbot-ledger-{period}.csv"
     assert chart.filename == f"wanbot-usage-{period}.png"
@@ -198,5 +199,5 @@ async def test_a_period_with_nothing_charged_answers_without_a_chart(world: Worl
         )
         held = await usage(world)
     assert "held $0.25" in held.content and f"<@{MEMBER}> — $0.00 (1 video)" in held.content
-    assert held.content.endswith(texts.NO_CHART)
+    assert held.content.endswith(t(EN, "usage.no_chart"))
     assert [a.filename.endswith(".csv") for a in held.attachments] == [True]

@@ -606,6 +606,98 @@ async def test_invalid_form_body(
     assert errors["_errors"]
 
 
+def command(name: str = "video", **fields: Any) -> dict[str, Any]:
+    """A chat-input command for a bulk overwrite."""
+    return {"name": name, "type": 1, "description": "Make a video", **fields}
+
+
+@pytest.mark.parametrize(
+    ("commands", "error_path"),
+    [
+        ([command("Video")], ["0", "name"]),
+        ([command(name_localizations={"es-ES": "Vídeo"})], ["0", "name_localizations", "es-ES"]),
+        (
+            [command(name_localizations={"pt-BR": "meu vídeo"})],
+            ["0", "name_localizations", "pt-BR"],
+        ),
+        ([command(name_localizations={"xx": "video"})], ["0", "name_localizations", "xx"]),
+        ([command(description="")], ["0", "description"]),
+        (
+            [command(description_localizations={"es-ES": "x" * 101})],
+            ["0", "description_localizations", "es-ES"],
+        ),
+        (
+            [command("budget", name_localizations={"es-ES": "price"}), command("price")],
+            ["1", "name"],
+        ),
+        (
+            [
+                command(
+                    options=[
+                        {
+                            "type": 3,
+                            "name": "a",
+                            "description": "A",
+                            "name_localizations": {"pt-BR": "b"},
+                        },
+                        {"type": 3, "name": "b", "description": "B"},
+                    ]
+                )
+            ],
+            ["0", "options", "1", "name"],
+        ),
+        (
+            [
+                command(
+                    options=[
+                        {
+                            "type": 3,
+                            "name": "a",
+                            "description": "A",
+                            "choices": [
+                                {"name": "x", "value": "x", "name_localizations": {"es-ES": ""}}
+                            ],
+                        },
+                    ]
+                )
+            ],
+            ["0", "options", "0", "choices", "0", "name_localizations", "es-ES"],
+        ),
+    ],
+    ids=[
+        "uppercase",
+        "localized-uppercase",
+        "localized-space",
+        "unknown-locale",
+        "no-description",
+        "long-localized-description",
+        "localized-duplicate",
+        "option-duplicate",
+        "empty-choice",
+    ],
+)
+async def test_command_sync_refuses_what_discord_refuses(
+    fake: FakeDiscord, commands: list[dict[str, Any]], error_path: list[str]
+) -> None:
+    path = f"/api/v10/applications/{fake.application_id}/commands"
+    status, body = await raw(fake, "PUT", path, json=commands, headers=bot_auth(fake))
+    assert (status, body["code"]) == (400, 50035)
+    errors = body["errors"]
+    for key in error_path:
+        errors = errors[key]
+    assert errors["_errors"]
+    assert None not in fake.commands
+
+
+async def test_command_sync_takes_localized_names_in_any_script(fake: FakeDiscord) -> None:
+    localized = {"es-ES": "añadir", "pt-BR": "orçamento", "hi": "वीडियो", "th": "วิดีโอ"}
+    path = f"/api/v10/applications/{fake.application_id}/commands"
+    payload = [command(name_localizations=localized, description_localizations={"fr": "Faire"})]
+    status, _ = await raw(fake, "PUT", path, json=payload, headers=bot_auth(fake))
+    assert status == 200
+    assert fake.commands[None][0]["name_localizations"] == localized
+
+
 async def test_empty_message_and_missing_auth(fake: FakeDiscord) -> None:
     path = f"/api/v10/channels/{CHANNEL}/messages"
     assert (await raw(fake, "POST", path, json={}, headers=bot_auth(fake)))[1]["code"] == 50006

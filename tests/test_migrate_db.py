@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import pytest
 
-from bot.domain.budget import SERVER_SCOPE_MEMBER_ID, BudgetPeriod, BudgetPolicy
+from bot.domain.budget import SERVER_SCOPE_MEMBER_ID, AllowanceSource, BudgetPeriod, BudgetPolicy
 from bot.domain.job import JobOwner, JobRecord
 from bot.domain.lifecycle import FailureKind, IllegalTransition, JobState, Settlement
 from storage import PostgresStorage, SqliteStorage
@@ -47,6 +47,8 @@ DECEMBER = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 GUILDS = (1_100_000_000_000_000_001, 1_100_000_000_000_000_002, 1_100_000_000_000_000_003)
 MEMBERS = (900_000_000_000_000_001, 900_000_000_000_000_002, 900_000_000_000_000_003, 42)
 CHANNEL = 1_200_000_000_000_000_777
+# Role tiers: a role id is never a member id.
+ROLES = (1_300_000_000_000_000_001, 1_300_000_000_000_000_002, 1_300_000_000_000_000_003)
 JOBS_PER_PERIOD = 800
 # Keys that PostgreSQL's linguistic collations and SQLite's byte order sort differently.
 SETTING_KEYS = ("log_channel", "Locale", "_flag", "émoji", "z")
@@ -119,6 +121,11 @@ async def admin_rows(store: SqliteStorage, period: int) -> None:
             await store.grant(guild, member, 250_000 - 200_000 * period, actor_id=3, note=None)
         for key in SETTING_KEYS:
             await store.set_guild_setting(guild, key, f"{key} of {guild} in period {period}")
+        # role tiers: set, raised, and one cleared in the second period
+        for n, role in enumerate(ROLES):
+            await store.set_role_allowance(guild, role, 1_000_000 * (n + period), actor_id=4)
+        if period == 2:
+            await store.set_role_allowance(guild, ROLES[0], None, actor_id=5)
     await store.set_guild_setting(GUILDS[0], "z", None)
 
 
@@ -228,6 +235,9 @@ async def assert_same_database(source: Path, target_url: str) -> None:
             for key in SETTING_KEYS:
                 setting = await pair.sqlite.get_guild_setting(guild, key)
                 assert await pair.postgres.get_guild_setting(guild, key) == setting
+            tiers = await pair.sqlite.role_tiers(guild)
+            assert len(tiers) == len(ROLES) - 1  # one was cleared
+            assert await pair.postgres.role_tiers(guild) == tiers
         assert jobs == counts(source)["jobs"]
         assert await pair.postgres.unfinished_jobs() == await pair.sqlite.unfinished_jobs()
         for key in ("synced_command_digest", "motd"):
@@ -250,6 +260,12 @@ async def assert_same_balances(pair: Pair) -> None:
         for member in MEMBERS:
             mine = await pair.sqlite.member_balance(guild, member)
             assert await pair.postgres.member_balance(guild, member) == mine
+            tiered = await pair.sqlite.member_balance(guild, member, roles=ROLES)
+            assert await pair.postgres.member_balance(guild, member, roles=ROLES) == tiered
+        # a member with no allowance of their own: the highest tier left
+        fresh = await pair.sqlite.member_balance(guild, 77, roles=ROLES)
+        assert (fresh.source, fresh.tier_role_id) == (AllowanceSource.TIER, ROLES[-1])
+        assert await pair.postgres.member_balance(guild, 77, roles=ROLES) == fresh
 
 
 async def target_tables(target_url: str) -> int:
@@ -315,6 +331,8 @@ async def test_everything_is_moved_and_the_target_works_on(
 
     assert report.rows == counts(source)
     assert report.rows["jobs"] == 2 * JOBS_PER_PERIOD and report.rows["ledger"] > 2500
+    # every change of a role tier is copied, the clearing rows too
+    assert report.rows["role_allowances"] == len(GUILDS) * (2 * len(ROLES) + 1)
     assert report.left_out == ()  # the jobs' lease columns are on both sides
     assert sqlite_rows(source, "SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL") > [(0,)]
     assert report.source == str(source)
@@ -406,7 +424,7 @@ async def test_a_target_that_holds_rows_is_refused(source: Path, fresh_postgres_
 
     assert await target_rows(fresh_postgres_url) == {
         "jobs": 1, "ledger": 1, "submits": 0, "job_timings": 0, "balances": 2,
-        "guild_settings": 0, "bot_settings": 0,
+        "role_allowances": 0, "guild_settings": 0, "bot_settings": 0,
     }  # fmt: skip
 
 

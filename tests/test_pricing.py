@@ -74,6 +74,7 @@ def test_format_usd(micro: int, text: str) -> None:
         ("$2.50", 2_500_000),
         (" 0.125 ", 125_000),
         ("1,000", 1_000_000_000),
+        ("$12,345.50", 12_345_500_000),
         ("0.000001", 1),
     ],
 )
@@ -82,7 +83,22 @@ def test_parse_usd(text: str, micro: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["abc", "", "0.0000001", "nan", "inf", "1e999999999", "1_000", "١٢", "1e3", "--1"]
+    "text",
+    # "2,50" and "0,5": decimal commas (Spanish, Portuguese), not thousands
+    [
+        "abc",
+        "",
+        "0.0000001",
+        "nan",
+        "inf",
+        "1e999999999",
+        "1_000",
+        "١٢",
+        "1e3",
+        "--1",
+        "2,50",
+        "0,5",
+    ],
 )
 def test_parse_usd_refuses_garbage(text: str) -> None:
     with pytest.raises(ValueError):

@@ -14,6 +14,7 @@ from bot.domain.budget import BudgetPeriod, BudgetPolicy
 from bot.domain.server_settings import (
     CONFIRM_ABOVE,
     LOG_CHANNEL,
+    LOW_BALANCE,
     NSFW_POLICY,
     REGISTRY,
     VIDEO_CHANNELS,
@@ -41,7 +42,14 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
 
 # --- the registry itself ----------------------------------------------------------------------
 def test_registry_lists_every_setting_once_under_its_stored_key() -> None:
-    assert REGISTRY == (LOG_CHANNEL, NSFW_POLICY, VIDEO_CHANNELS, VIDEO_ROLES, CONFIRM_ABOVE)
+    assert REGISTRY == (
+        LOG_CHANNEL,
+        NSFW_POLICY,
+        VIDEO_CHANNELS,
+        VIDEO_ROLES,
+        CONFIRM_ABOVE,
+        LOW_BALANCE,
+    )
     # the keys are what existing databases hold: renaming one would forget every server's value
     assert [setting.key for setting in REGISTRY] == [
         "log_channel_id",
@@ -49,6 +57,7 @@ def test_registry_lists_every_setting_once_under_its_stored_key() -> None:
         "video_channel_ids",
         "video_role_ids",
         "confirm_above_micro",
+        "low_balance_micro",
     ]
 
 

@@ -886,6 +886,7 @@ async def test_migrations_apply_once(db_path: str, clock: Clock) -> None:
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     assert {"jobs", "ledger", "guild_settings", "bot_settings", "job_records"} <= names
     assert {"ledger_no_update", "ledger_no_delete", "jobs_by_prediction"} <= names
+    assert {"role_allowances", "role_allowances_no_update", "role_allowances_no_delete"} <= names
 
 
 @dataclass(frozen=True)
@@ -1250,6 +1251,7 @@ async def test_postgres_migrations_apply_once(fresh_postgres_url: str, clock: Cl
         "submits",
         "job_timings",
         "balances",
+        "role_allowances",
         "guild_settings",
         "bot_settings",
         "schema_version",
@@ -1265,7 +1267,12 @@ async def test_postgres_migrations_apply_once(fresh_postgres_url: str, clock: Cl
         "SELECT tgname FROM pg_trigger JOIN pg_class ON pg_class.oid = tgrelid "
         "WHERE relnamespace = current_schema()::regnamespace AND NOT tgisinternal",
     )
-    assert triggers == {"ledger_no_update", "ledger_no_delete"}
+    assert triggers == {
+        "ledger_no_update",
+        "ledger_no_delete",
+        "role_allowances_no_update",
+        "role_allowances_no_delete",
+    }
 
 
 @pytest.mark.postgres

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -64,11 +65,58 @@ class BudgetPolicy:
     period: BudgetPeriod
 
 
+class AllowanceSource(StrEnum):
+    """Where a budget's allowance comes from (the first that applies wins)."""
+
+    OWN = "own"  # its own `limit` row: /budget set (a member) or /budget server (the server)
+    TIER = "tier"  # the highest role tier among the member's roles: /budget roles set
+    DEFAULT = "default"  # MEMBER_BUDGET_USD / SERVER_BUDGET_USD
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """A budget's allowance per period (micro-dollars) and why it applies; `role_id` names the
+    tier's role when the source is TIER."""
+
+    amount: int
+    source: AllowanceSource
+    role_id: int | None = None
+
+
+def effective_allowance(
+    own: int | None, tiers: Mapping[int, int], roles: Collection[int], default: int
+) -> Allowance:
+    """A member's allowance: their own (`own`, the latest `limit` row) if an admin set one, else
+    the highest of the server's current `tiers` (role id → amount) among the `roles` they hold,
+    else `default`. Two roles with the same highest amount: the smaller role id is named (the
+    stores' SQL breaks the tie the same way). The stores compute this in SQL, inside the
+    transaction that checks the money; this is the rule they are tested against."""
+    if own is not None:
+        return Allowance(own, AllowanceSource.OWN)
+    held = [(amount, role_id) for role_id, amount in tiers.items() if role_id in roles]
+    if held:
+        amount, role_id = min(held, key=lambda tier: (-tier[0], tier[1]))
+        return Allowance(amount, AllowanceSource.TIER, role_id)
+    return Allowance(default, AllowanceSource.DEFAULT)
+
+
+@dataclass(frozen=True)
+class RoleTier:
+    """A role's allowance per period on a server (micro-dollars), and who set it when."""
+
+    role_id: int
+    amount_micro: int
+    actor_id: int
+    set_at: datetime
+
+
 @dataclass(frozen=True)
 class Balance:
     """One budget (a member's or a server's) in the current period, in micro-dollars.
 
     available = allowance + granted - spent - held
+
+    `source` says where the allowance comes from, and `tier_role_id` which role's tier it is.
     """
 
     allowance: int
@@ -76,6 +124,8 @@ class Balance:
     spent: int
     held: int
     resets_at: datetime | None
+    source: AllowanceSource = AllowanceSource.DEFAULT
+    tier_role_id: int | None = None
 
     @property
     def available(self) -> int:

@@ -15,6 +15,8 @@ from mutagen.mp3 import MP3
 from mutagen.wave import WAVE
 from PIL import Image, ImageOps
 
+from bot.domain.wording import Sentence, WordedError
+
 # The lower bound of the "10–20 MB" image limit on WaveSpeed's public API docs.
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_AUDIO_BYTES = 15 * 1024 * 1024
@@ -42,10 +44,40 @@ _UPLOADED_TYPES = {
 }
 _AUDIO_TYPES = {WAVE: ("wav", "audio/wav"), MP3: ("mp3", "audio/mpeg")}
 _EXIF_ORIENTATION = 0x0112
+_MIB = 1024 * 1024
+_SIZE_KINDS = {"image": "image", "audio file": "audio"}  # what check_declared_size is told
+
+# The refusals in English by catalogue key (bot/locales/en.json holds the same wording).
+MESSAGES = {
+    "media.empty.image": "The image is empty.",
+    "media.empty.audio": "The audio file is empty.",
+    "media.too_big.image": "That image is {size:.1f} MB; the limit is {limit:.1f} MB.",
+    "media.too_big.audio": "That audio file is {size:.1f} MB; the limit is {limit:.1f} MB.",
+    "media.unreadable_image": (
+        "`{filename}` isn't an image I can open: send a complete JPEG, PNG, BMP or WebP picture."
+    ),
+    "media.too_many_pixels": "`{filename}` has too many pixels: send a picture under {mp} MP.",
+    "media.too_small": (
+        "`{filename}` is {width}×{height} px; the picture must be at least {min_side} px on "
+        "each side."
+    ),
+    "media.too_narrow": (
+        "`{filename}` is too long and narrow: scaled to at most {max_side} px, its short side "
+        "is under {min_side} px."
+    ),
+    "media.unreadable_audio": "`{filename}` isn't a WAV or MP3 audio file I can read.",
+    "media.audio_length": (
+        "`{filename}` lasts {seconds:.2f} s; custom audio must last {min_s:g}–{max_s:g} seconds."
+    ),
+}
 
 
-class InvalidMedia(ValueError):
-    """A file the model cannot use; the message is friendly."""
+class InvalidMedia(WordedError):
+    """A file the model cannot use; the message is friendly, and `sentences` say it in any
+    language."""
+
+    def __init__(self, key: str, **values: Any) -> None:
+        super().__init__([Sentence(key, values)], MESSAGES)
 
 
 @dataclass(frozen=True)
@@ -79,8 +111,11 @@ def check_image(filename: str, data: bytes, limits: MediaLimits = MediaLimits())
     width, height = image.size
     if min(width, height) < limits.image_min_side_px:
         raise InvalidMedia(
-            f"`{filename}` is {width}×{height} px; the picture must be at least "
-            f"{limits.image_min_side_px} px on each side."
+            "media.too_small",
+            filename=filename,
+            width=width,
+            height=height,
+            min_side=limits.image_min_side_px,
         )
     fits = max(width, height) <= limits.image_max_side_px
     if fits and not getattr(image, "is_animated", False) and not _rotated(image):
@@ -99,8 +134,11 @@ def check_audio(filename: str, data: bytes, limits: MediaLimits = MediaLimits())
     seconds = audio.info.length
     if not limits.audio_min_s <= seconds <= limits.audio_max_s:
         raise InvalidMedia(
-            f"`{filename}` lasts {seconds:.2f} s; custom audio must last "
-            f"{limits.audio_min_s:g}–{limits.audio_max_s:g} seconds."
+            "media.audio_length",
+            filename=filename,
+            seconds=seconds,
+            min_s=limits.audio_min_s,
+            max_s=limits.audio_max_s,
         )
     extension, content_type = _AUDIO_TYPES[type(audio)]
     return MediaFile(_renamed(filename, extension), data, content_type)
@@ -109,14 +147,13 @@ def check_audio(filename: str, data: bytes, limits: MediaLimits = MediaLimits())
 def check_declared_size(what: str, size: int, limit: int) -> None:
     """Refuse a file by its declared size before downloading it."""
     if size > limit:
-        raise InvalidMedia(f"That {what} is {_mib(size)}; the limit is {_mib(limit)}.")
+        kind = _SIZE_KINDS[what]
+        raise InvalidMedia(f"media.too_big.{kind}", size=size / _MIB, limit=limit / _MIB)
 
 
 def _decode(filename: str, data: bytes) -> Image.Image:
     """Open and fully decode the first frame, or raise InvalidMedia."""
-    unusable = InvalidMedia(
-        f"`{filename}` isn't an image I can open: send a complete JPEG, PNG, BMP or WebP picture."
-    )
+    unusable = InvalidMedia("media.unreadable_image", filename=filename)
     try:
         image = Image.open(io.BytesIO(data), formats=_DECODERS)
     except Image.DecompressionBombError:
@@ -133,8 +170,9 @@ def _decode(filename: str, data: bytes) -> Image.Image:
 
 
 def _too_many_pixels(filename: str) -> InvalidMedia:
-    megapixels = MAX_IMAGE_PIXELS // 1_000_000
-    return InvalidMedia(f"`{filename}` has too many pixels: send a picture under {megapixels} MP.")
+    return InvalidMedia(
+        "media.too_many_pixels", filename=filename, mp=MAX_IMAGE_PIXELS // 1_000_000
+    )
 
 
 def _rotated(image: Image.Image) -> bool:
@@ -155,9 +193,10 @@ def _reencode(filename: str, image: Image.Image, limits: MediaLimits) -> MediaFi
     frame.thumbnail((limits.image_max_side_px,) * 2, Image.Resampling.LANCZOS)
     if min(frame.size) < limits.image_min_side_px:
         raise InvalidMedia(
-            f"`{filename}` is too long and narrow: scaled to at most "
-            f"{limits.image_max_side_px} px, its short side is under "
-            f"{limits.image_min_side_px} px."
+            "media.too_narrow",
+            filename=filename,
+            max_side=limits.image_max_side_px,
+            min_side=limits.image_min_side_px,
         )
     out = io.BytesIO()
     options: dict[str, Any] = {"quality": JPEG_QUALITY} if target in ("JPEG", "WEBP") else {}
@@ -173,7 +212,7 @@ def _resizable_modes(target: str) -> tuple[str, ...]:
 
 def _parse_audio(filename: str, data: bytes) -> mutagen.FileType:
     """Read the WAV or MP3 headers, or raise InvalidMedia."""
-    unusable = InvalidMedia(f"`{filename}` isn't a WAV or MP3 audio file I can read.")
+    unusable = InvalidMedia("media.unreadable_audio", filename=filename)
     try:
         audio = mutagen.File(io.BytesIO(data), options=list(_AUDIO_TYPES))
     except mutagen.MutagenError:
@@ -186,14 +225,10 @@ def _parse_audio(filename: str, data: bytes) -> mutagen.FileType:
 
 def _check_size(what: str, data: bytes, limit: int) -> None:
     if not data:
-        raise InvalidMedia(f"The {what} is empty.")
+        raise InvalidMedia(f"media.empty.{_SIZE_KINDS[what]}")
     check_declared_size(what, len(data), limit)
 
 
 def _renamed(filename: str, extension: str) -> str:
     stem = filename.rsplit(".", 1)[0] if "." in filename else filename
     return f"{stem or 'upload'}.{extension}"
-
-
-def _mib(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"

@@ -16,6 +16,7 @@ MICRO_PER_USD = 1_000_000
 BASE_MICRO_PER_SECOND = 25_000  # $0.125 per 5 s at 720p without audio
 MIN_DURATION_S = 2
 AMOUNT_PATTERN = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,12})?|-?\.[0-9]{1,12}")
+THOUSANDS_PATTERN = re.compile(r"-?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
 MAX_DURATION_S = 15
 
 
@@ -43,7 +44,12 @@ def format_usd(micro: int) -> str:
 
 def parse_usd(text: str) -> int:
     """Parse a dollar amount such as "5", "$2.50" or "0.125" into exact micro-dollars."""
-    cleaned = text.strip().removeprefix("$").replace(",", "").strip()
+    cleaned = text.strip().removeprefix("$").strip()
+    # A comma only groups thousands: "2,50" (a decimal comma, as Spanish and Portuguese write
+    # it) is refused rather than read as 250 dollars.
+    if "," in cleaned and not THOUSANDS_PATTERN.fullmatch(cleaned):
+        raise ValueError(f"{text!r} is not a dollar amount")
+    cleaned = cleaned.replace(",", "")
     if not AMOUNT_PATTERN.fullmatch(cleaned):
         raise ValueError(f"{text!r} is not a dollar amount")
     micro = Decimal(cleaned) * MICRO_PER_USD

@@ -16,8 +16,10 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from bot.domain.pricing import MAX_DURATION_S, MIN_DURATION_S, Resolution, price_micro
+from bot.domain.wording import Sentence, WordedError
 
 MAX_PROMPT_CHARS = 1500
 MAX_SEED = 2_147_483_647
@@ -47,10 +49,31 @@ FIELD_LABELS = {
     "enable_audio": "audio generation",
     "seed": "seed",
 }
+# The problems in English by catalogue key (bot/locales/en.json holds the same wording); a
+# field's name is the sentence request.field.<name>.
+MESSAGES = {
+    **{f"request.field.{name}": label for name, label in FIELD_LABELS.items()},
+    "request.missing": "The {field} is required.",
+    "request.empty": "The {field} can't be empty.",
+    "request.too_long": "The {field} is too long (at most {max_length} characters).",
+    "request.duration_range": "The duration must be {min}–{max} seconds.",
+    "request.seed_range": "The seed must be {random} (random) or 0–{max}.",
+    "request.choice": "The {field} must be {expected}.",
+    "request.whole_number": "The {field} must be a whole number.",
+    "request.true_or_false": "The {field} must be true or false.",
+    "request.unknown_option": "Unknown option {field}.",
+    "request.not_a_link": "The {field} must be an http(s) link.",
+    "request.no_visible_text": "The {field} has no visible text.",
+    "request.invalid": "The {field} {detail}.",
+}
 
 
-class InvalidRequest(ValueError):
-    """A request the member must fix; the message is friendly and names the field."""
+class InvalidRequest(WordedError):
+    """A request the member must fix; the message is friendly and names the field, and
+    `sentences` say it in any language."""
+
+    def __init__(self, sentences: list[Sentence]) -> None:
+        super().__init__(sentences, MESSAGES)
 
 
 class GenerationRequest(BaseModel):
@@ -80,7 +103,7 @@ class GenerationRequest(BaseModel):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http(s) link")
+            raise PydanticCustomError("not_a_link", "must be an http(s) link")
         return value
 
     @field_validator("prompt")
@@ -88,7 +111,7 @@ class GenerationRequest(BaseModel):
     def _visible_prompt(cls, value: str) -> str:
         cleaned = clean_text(value)
         if not has_visible_text(cleaned):
-            raise ValueError("has no visible text")
+            raise PydanticCustomError("no_visible_text", "has no visible text")
         return cleaned
 
     @field_validator("negative_prompt")
@@ -147,35 +170,46 @@ def has_visible_text(text: str) -> bool:
     )
 
 
-def describe_errors(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError) -> list[Sentence]:
     """Turn pydantic errors into short sentences a Discord member understands."""
     sentences = []
     for error in exc.errors(include_url=False, include_input=False):
-        field = str(error["loc"][0]) if error["loc"] else "request"
-        label = FIELD_LABELS.get(field, field)
-        sentences.append(_sentence(label, error["type"], error.get("ctx") or {}, error["msg"]))
-    return " ".join(sentences)
+        name = str(error["loc"][0]) if error["loc"] else "request"
+        # a field of the model by its label; anything else (an unknown option) as it was typed
+        field: Sentence | str = Sentence(f"request.field.{name}") if name in FIELD_LABELS else name
+        sentences.append(
+            _sentence(name, field, error["type"], error.get("ctx") or {}, error["msg"])
+        )
+    return sentences
 
 
-def _sentence(label: str, kind: str, ctx: dict[str, Any], msg: str) -> str:
+def _sentence(
+    name: str, field: Sentence | str, kind: str, ctx: dict[str, Any], msg: str
+) -> Sentence:
     match kind:
         case "missing":
-            return f"The {label} is required."
+            return Sentence("request.missing", {"field": field})
         case "string_too_short":
-            return f"The {label} can't be empty."
+            return Sentence("request.empty", {"field": field})
         case "string_too_long":
-            return f"The {label} is too long (at most {ctx['max_length']} characters)."
-        case "greater_than_equal" | "less_than_equal" if label == "duration":
-            return f"The duration must be {MIN_DURATION_S}–{MAX_DURATION_S} seconds."
-        case "greater_than_equal" | "less_than_equal" if label == "seed":
-            return f"The seed must be {RANDOM_SEED} (random) or 0–{MAX_SEED}."
+            return Sentence("request.too_long", {"field": field, "max_length": ctx["max_length"]})
+        case "greater_than_equal" | "less_than_equal" if name == "duration":
+            return Sentence(
+                "request.duration_range", {"min": MIN_DURATION_S, "max": MAX_DURATION_S}
+            )
+        case "greater_than_equal" | "less_than_equal" if name == "seed":
+            return Sentence("request.seed_range", {"random": RANDOM_SEED, "max": MAX_SEED})
         case "literal_error":
-            return f"The {label} must be {ctx.get('expected', 'one of the listed values')}."
+            expected = ctx.get("expected", "one of the listed values")
+            return Sentence("request.choice", {"field": field, "expected": expected})
         case "int_type" | "int_parsing" | "int_from_float":
-            return f"The {label} must be a whole number."
+            return Sentence("request.whole_number", {"field": field})
         case "bool_type" | "bool_parsing":
-            return f"The {label} must be true or false."
+            return Sentence("request.true_or_false", {"field": field})
         case "extra_forbidden":
-            return f"Unknown option {label}."
-        case _:
-            return f"The {label} {msg.removeprefix('Value error, ').lower()}."
+            return Sentence("request.unknown_option", {"field": field})
+        case "not_a_link" | "no_visible_text":
+            return Sentence(f"request.{kind}", {"field": field})
+        case _:  # pydantic's own words, which only a bug in the bot's checks could show
+            detail = msg.removeprefix("Value error, ").lower()
+            return Sentence("request.invalid", {"field": field, "detail": detail})

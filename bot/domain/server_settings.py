@@ -120,6 +120,11 @@ VIDEO_ROLES: ServerSetting[tuple[int, ...]] = ServerSetting(
 CONFIRM_ABOVE: ServerSetting[int | None] = ServerSetting(
     "confirm_above_micro", None, _optional_micro, _micro_text
 )
+# the admins are warned when the WaveSpeed account's balance falls below this many
+# micro-dollars (bot.domain.alerts); None: never
+LOW_BALANCE: ServerSetting[int | None] = ServerSetting(
+    "low_balance_micro", None, _optional_micro, _micro_text
+)
 
 # Any: a setting's value type differs per entry (ServerSetting is invariant in it)
 REGISTRY: tuple[ServerSetting[Any], ...] = (
@@ -128,4 +133,5 @@ REGISTRY: tuple[ServerSetting[Any], ...] = (
     VIDEO_CHANNELS,
     VIDEO_ROLES,
     CONFIRM_ABOVE,
+    LOW_BALANCE,
 )

@@ -4,6 +4,8 @@ It follows WaveSpeed's public API docs (wavespeed.ai/docs): submit, result, medi
 prediction history (POST /api/v3/predictions: newest first, only the last 7 days, web tasks too).
 
 Choices where the real API is undocumented:
+- Balance (GET /api/v3/balance): the envelope's `data` is {"balance": `balance_usd`}, in dollars,
+  as WaveSpeed's MCP server reads it; `balance_usd` may be a JSON number or a numeric string.
 - Out of credit: a submit is refused with HTTP 402 and {"code": 402, "message": "Insufficient
   balance: ..."}.
 - A failed task's numeric code leads its `error` text ("1200: Content flagged ..."); with
@@ -319,7 +321,9 @@ class FakeWaveSpeed:
         self.tasks: dict[str, FakeTask] = {}
         self.requests: list[LoggedRequest] = []
         self.uploads: dict[str, Upload] = {}
-        self.balance_usd = 100.0  # what GET /api/v3/balance answers
+        # what GET /api/v3/balance answers as `data.balance`: a number, or a numeric string
+        # (the docs do not say which; the client takes both), or anything a test wants to try
+        self.balance_usd: float | int | str | None = 100.0
         self.max_per_minute = max_per_minute
         self.rate_window_s = rate_window_s  # tests shorten "a minute"
         self.peak_unfinished = 0  # most tasks not yet final at once, seen at each submit

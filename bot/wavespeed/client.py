@@ -8,6 +8,7 @@ appears in a log line, an exception or a repr.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -15,6 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from functools import cached_property, wraps
 from pathlib import Path
 from typing import Any, Self
@@ -24,6 +26,7 @@ from multidict import CIMultiDictProxy
 from pydantic import SecretStr, ValidationError
 from yarl import URL
 
+from bot.domain.pricing import MICRO_PER_USD
 from bot.domain.timing import FixedSchedule, PollSchedule
 from bot.metrics import count_wavespeed_error
 from bot.wavespeed.errors import (
@@ -585,22 +588,64 @@ class WaveSpeedClient:
     # --- health -------------------------------------------------------------------------------
 
     async def check_access(self) -> int:
-        """The status of one authenticated GET of the account's balance (GET /api/v3/balance,
-        WaveSpeed's Balance API, wavespeed.ai/docs-common-api/balance): the envelope's code,
+        """The status of one authenticated GET of the account's balance: the envelope's code,
         else the HTTP status. One attempt, so a health check learns at once; raises
         TransientError when WaveSpeed cannot be reached. Its errors are not counted in /metrics
         (they would follow the scrapes, not the jobs)."""
+        return (await self._get_balance(retry=False)).code
+
+    async def balance(self) -> int:
+        """The account's balance in micro-dollars, exactly (rounded down past the sixth
+        decimal), retried like a GET. Raises the error the answer stands for (AuthError, ...),
+        or WaveSpeedError when it carries no readable amount. Not counted in /metrics either:
+        it is read on a timer, not for a job."""
+        reply = await self._get_balance(retry=True)
+        # a refusal raises the error it stands for; a success without data is left to
+        # _balance_micro, which says what came
+        with contextlib.suppress(_Unreadable):
+            self._data(reply)
+        return _balance_micro(reply.body, self._redact)
+
+    async def _get_balance(self, *, retry: bool) -> _Reply:
+        """GET /api/v3/balance (WaveSpeed's Balance API, wavespeed.ai/docs-common-api/balance),
+        once or retried like any GET."""
         outcome = await self._call(
             "GET",
             f"{self.base_url}/api/v3/balance",
-            retry_if=lambda _: False,
+            retry_if=_retry_idempotent if retry else lambda _: False,
             timeout_s=self.timeouts.read_s,
         )
-        return self._settled(outcome).code
+        return self._settled(outcome)
 
 
 class _Unreadable(Exception):
     """A success answer without the data it should carry (the caller decides what that means)."""
+
+
+def _balance_micro(body: bytes, redact: Callable[[str], str | None]) -> int:
+    """The amount of a balance answer in micro-dollars: `data.balance`, as WaveSpeed's MCP
+    server reads it (the Balance API page shows no example), a JSON number or a numeric
+    string, in dollars. Read with exact decimals, never floats. Anything else raises
+    WaveSpeedError naming what came (through `redact`: it is the server's text)."""
+    try:
+        envelope = json.loads(body, parse_float=Decimal)
+    except ValueError:
+        envelope = None
+    data = envelope.get("data") if isinstance(envelope, dict) else None
+    amount = data.get("balance") if isinstance(data, dict) else None
+    try:
+        if isinstance(amount, bool) or not isinstance(amount, int | Decimal | str):
+            raise InvalidOperation
+        dollars = Decimal(amount.strip() if isinstance(amount, str) else amount)
+        if not dollars.is_finite():
+            raise InvalidOperation
+        micro = int((dollars * MICRO_PER_USD).to_integral_value(rounding=ROUND_FLOOR))
+    except ArithmeticError:  # InvalidOperation, Overflow: not an amount
+        shown = redact(repr(amount)[:40])
+        raise WaveSpeedError(
+            f"WaveSpeed's balance answer has no readable amount (data.balance = {shown})"
+        ) from None
+    return micro
 
 
 def _history_items(data: dict[str, Any]) -> list[Prediction]:
@@ -693,7 +738,7 @@ async def _read_limited(response: aiohttp.ClientResponse, max_bytes: int) -> byt
 # --- metrics: WaveSpeed errors by kind ----------------------------------------------------------
 # Every public call counts the WaveSpeedErrors it raises, by class (bot.metrics). The methods are
 # wrapped here, in one place, so that no method, nor one added later, has to remember to.
-_UNCOUNTED = frozenset({"close", "check_access"})
+_UNCOUNTED = frozenset({"close", "check_access", "balance"})
 
 
 def _counting_errors(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

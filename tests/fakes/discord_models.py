@@ -307,6 +307,7 @@ class Guild:
     owner_id: int
     bot_user_id: int
     premium_tier: int = 0
+    preferred_locale: str = "en-US"  # the server's language (Community servers choose it)
     roles: dict[int, Role] = field(default_factory=dict)
     channels: dict[int, Channel] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
@@ -337,7 +338,7 @@ class Guild:
             "large": False,
             "unavailable": False,
             "features": [],
-            "preferred_locale": "en-US",
+            "preferred_locale": self.preferred_locale,
             "roles": [r.to_payload() for r in self.roles.values()],
             "channels": [c.to_payload() for c in self.channels.values() if not c.is_thread],
             "members": [],

@@ -8,6 +8,7 @@ import json
 import logging
 import mimetypes
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -410,6 +411,138 @@ def check_modal(data: dict[str, Any]) -> None:
     check_components(components, 0, "data.components")
 
 
+# Application commands: Discord's naming rules and the locales it accepts
+# (https://discord.com/developers/docs/interactions/application-commands#application-command-object
+# and #localization; https://discord.com/developers/docs/reference#locales).
+DISCORD_LOCALES = frozenset(
+    [
+        "id",
+        "da",
+        "de",
+        "en-GB",
+        "en-US",
+        "es-ES",
+        "es-419",
+        "fr",
+        "hr",
+        "it",
+        "lt",
+        "hu",
+        "nl",
+        "no",
+        "pl",
+        "pt-BR",
+        "ro",
+        "fi",
+        "sv-SE",
+        "vi",
+        "tr",
+        "cs",
+        "el",
+        "bg",
+        "ru",
+        "uk",
+        "hi",
+        "th",
+        "zh-CN",
+        "ja",
+        "zh-TW",
+        "ko",
+    ]
+)
+CHAT_INPUT = 1  # a command's type: a slash command
+SUBCOMMAND, SUBCOMMAND_GROUP = 1, 2  # option types that hold options
+
+
+def _name_char(char: str) -> bool:
+    """A character of ^[-_\\p{L}\\p{N}\\p{sc=Deva}\\p{sc=Thai}]$: Devanagari (and its
+    extension) and Thai bring their combining marks."""
+    code = ord(char)
+    return (
+        char in "-_"
+        or unicodedata.category(char)[0] in "LN"
+        or 0x0900 <= code <= 0x097F
+        or 0xA8E0 <= code <= 0xA8FF
+        or 0x0E00 <= code <= 0x0E7F
+    )
+
+
+def _check_name(name: Any, path: str) -> None:
+    """A chat-input command's or option's name: 1–32 name characters, lowercase."""
+    if not isinstance(name, str) or not 1 <= len(name) <= 32 or not all(map(_name_char, name)):
+        raise form_error(path, "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+    if name != name.lower():
+        raise form_error(path, "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+
+
+def _check_text(text: Any, path: str, limit: int = 100) -> None:
+    if not isinstance(text, str) or not 1 <= len(text) <= limit:
+        raise form_error(path, "BASE_TYPE_BAD_LENGTH", f"Must be between 1 and {limit} in length.")
+
+
+def _localizations(entry: dict[str, Any], field: str, path: str) -> dict[str, str]:
+    """`field`_localizations of `entry`, its locales checked (null: none)."""
+    found = entry.get(f"{field}_localizations") or {}
+    for locale in found:
+        if locale not in DISCORD_LOCALES:
+            raise form_error(
+                f"{path}.{field}_localizations.{locale}", "LOCALE_INVALID", "Invalid locale"
+            )
+    return found
+
+
+def _names_by_locale(entry: dict[str, Any], path: str) -> dict[str, str]:
+    """The name `entry` shows in every locale (its own where it has no localization), each
+    checked."""
+    _check_name(entry.get("name"), f"{path}.name")
+    localized = _localizations(entry, "name", path)
+    for locale, name in localized.items():
+        _check_name(name, f"{path}.name_localizations.{locale}")
+    return {locale: localized.get(locale, entry["name"]) for locale in DISCORD_LOCALES}
+
+
+def _check_unique(entries: list[dict[str, Any]], path: str, code: str) -> None:
+    """No two entries share a name in any locale."""
+    seen: dict[tuple[str, str], int] = {}
+    for index, entry in enumerate(entries):
+        where = f"{path}.{index}" if path else str(index)
+        for locale, name in _names_by_locale(entry, where).items():
+            if seen.setdefault((locale, name), index) != index:
+                raise form_error(f"{where}.name", code, "Application command names must be unique")
+
+
+def _check_described(entry: dict[str, Any], path: str) -> None:
+    _check_text(entry.get("description"), f"{path}.description")
+    for locale, text in _localizations(entry, "description", path).items():
+        _check_text(text, f"{path}.description_localizations.{locale}")
+
+
+def _check_options(options: list[dict[str, Any]], path: str) -> None:
+    _check_unique(options, path, "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS")
+    for index, option in enumerate(options):
+        where = f"{path}.{index}"
+        _check_described(option, where)
+        for number, choice in enumerate(option.get("choices") or []):
+            _check_text(choice.get("name"), f"{where}.choices.{number}.name")
+            for locale, name in _localizations(choice, "name", f"{where}.choices.{number}").items():
+                _check_text(name, f"{where}.choices.{number}.name_localizations.{locale}")
+        if option.get("type") in (SUBCOMMAND, SUBCOMMAND_GROUP):
+            _check_options(option.get("options") or [], f"{where}.options")
+
+
+def check_commands(commands: Any) -> None:
+    """What Discord rejects in a bulk overwrite of chat-input commands: invalid or uppercase
+    names (localized ones too), descriptions outside 1–100 characters, unknown locales, and
+    names two commands (or two options of one) share in some locale."""
+    if not isinstance(commands, list):
+        raise form_error("_", "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
+    chat_input = [c for c in commands if c.get("type", CHAT_INPUT) == CHAT_INPUT]
+    _check_unique(chat_input, "", "APPLICATION_COMMANDS_DUPLICATE_NAME")
+    for index, command in enumerate(chat_input):
+        _check_described(command, str(index))
+        _check_options(command.get("options") or [], f"{index}.options")
+
+
 class RestApi:
     """The aiohttp routes: Discord's REST API under ``/api/v10`` plus the attachment CDN."""
 
@@ -704,6 +837,7 @@ class RestApi:
         """PUT (bulk overwrite) /applications/{id}[/guilds/{id}]/commands."""
         guild_id = self.check_app(request)
         payload, _ = await read_body(request)
+        check_commands(payload)
         return json_response(self.fake.sync_commands(guild_id, payload))
 
     # Interaction routes (authorised by the interaction token, not the bot token)

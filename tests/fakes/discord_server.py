@@ -243,10 +243,17 @@ class FakeDiscord:
     # World model
 
     def add_guild(
-        self, guild_id: int, name: str, *, premium_tier: int = 0, owner_id: int = DEFAULT_OWNER_ID
+        self,
+        guild_id: int,
+        name: str,
+        *,
+        premium_tier: int = 0,
+        owner_id: int = DEFAULT_OWNER_ID,
+        locale: str = "en-US",
     ) -> Guild:
-        """A server with @everyone (normal member permissions), the bot and the owner as members."""
-        guild = Guild(guild_id, name, owner_id, self.bot_user_id, premium_tier)
+        """A server with @everyone (normal member permissions), the bot and the owner as members;
+        ``locale`` is its preferred locale (``guild_locale`` in its interactions)."""
+        guild = Guild(guild_id, name, owner_id, self.bot_user_id, premium_tier, locale)
         guild.roles[guild_id] = Role(guild_id, "@everyone", MEMBER_PERMISSIONS)
         self.guilds[guild_id] = guild
         self.add_member(guild_id, self.bot_user_id)
@@ -590,8 +597,10 @@ class FakeDiscord:
         permissions: int | None = None,
         attachment_size_limit: int = 10 * MIB,
         roles: Iterable[int] = (),
+        locale: str = "en-US",
     ) -> FakeInteraction:
-        """Click a button on a stored message (INTERACTION_CREATE type 3).
+        """Click a button on a stored message (INTERACTION_CREATE type 3) as a user whose client
+        speaks ``locale``.
 
         Raises ``ValueError`` for what a user cannot click: no such button, or a disabled one.
         """
@@ -609,6 +618,7 @@ class FakeDiscord:
             data,
             permissions=permissions,
             attachment_size_limit=attachment_size_limit,
+            locale=locale,
             message=stored,
         )
 
@@ -1086,13 +1096,13 @@ class FakeDiscord:
             "token": token,
             "version": 1,
             "guild_id": str(guild.id),
-            "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
+            "guild": {"id": str(guild.id), "locale": guild.preferred_locale, "features": []},
             "channel": channel.to_payload(permissions=permissions),
             "channel_id": str(channel.id),
             "member": member.to_payload(permissions=permissions),
             "app_permissions": str(bot_permissions),
             "locale": locale,
-            "guild_locale": "en-US",
+            "guild_locale": guild.preferred_locale,
             "entitlements": [],
             "authorizing_integration_owners": {"0": str(guild.id)},
             "context": 0,
