@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ EXTENSIONS = (
     "cogs.alerts",  # starts the WaveSpeed balance watch; Services.close stops it
 )
 COMMAND_DIGEST_KEY = "synced_command_digest"  # a bot-wide setting
+GC_THRESHOLD_GEN0 = 50_000  # allocations between young collections (Python's default: 700)
 
 
 class FriendlyTree(app_commands.CommandTree["WanBot"]):
@@ -155,6 +157,10 @@ def run(settings: Settings, token: str, tuning: Tuning | None = None) -> None:
 
     Logging is already set up by the caller; `tuning` shortens the timings in tests.
     """
+    # Thousands of jobs in flight keep many objects alive, and the default thresholds then run
+    # full collections that stall the event loop for up to 0.8 s; rarer ones keep it under
+    # 0.2 s (bench/bench_inflight.py, docs/PERFORMANCE.md).
+    gc.set_threshold(GC_THRESHOLD_GEN0, 20, 20)
     try:
         asyncio.run(_serve(WanBot(settings, tuning), token))
     except KeyboardInterrupt:

@@ -62,7 +62,10 @@ log = logging.getLogger(__name__)
 MAX_VIDEO_BYTES = 512 * 1024 * 1024  # the most a video may take on disk while it is posted
 DEFAULT_LEASE_S = 30.0
 BACKSTOP_POLL_S = 30.0  # with webhooks, polling only catches one that never came
-RESUME_POLLS_PER_S = 100.0  # jobs resumed together spread their first polls at this rate
+RESUME_POLLS_PER_S = 100.0  # jobs resumed together spread their first polls at this rate…
+MAX_RESUME_SPREAD_S = 5.0  # …over this long at most (a slower start would only delay videos)
+RESUMED_AFTER = timedelta(seconds=5)  # a result awaited this long after the submit was resumed
+RESUME_YIELD_EVERY = 100  # claims between turns for the event loop while resuming
 
 
 @dataclass(frozen=True)
@@ -231,8 +234,11 @@ class JobRunner:
         count = 0
         unfinished = await self._storage.unfinished_jobs()
         # Jobs resumed together would all poll at once: spread their starts over a few seconds.
-        spread_s = len(unfinished) / RESUME_POLLS_PER_S
-        for job in unfinished:
+        spread_s = min(len(unfinished) / RESUME_POLLS_PER_S, MAX_RESUME_SPREAD_S)
+        for n, job in enumerate(unfinished, start=1):
+            if n % RESUME_YIELD_EVERY == 0:
+                # SQLite answers claims without suspending: let the loop serve others meanwhile
+                await asyncio.sleep(0)
             # A job leased to this runner but not followed yet was just reserved: its run() is
             # about to start it (leases of ended tasks are released, so nothing else is left).
             mine = job.lease_owner == self.owner_id
@@ -532,7 +538,10 @@ class JobRunner:
         last_status = job.wavespeed_status
         shape = shape_of(GenerationRequest.model_validate_json(job.request_json))
         estimate = (await self._timing_book()).estimate(shape)
-        schedule = self._schedule(estimate)
+        # A job resumed mid-way cannot tell when its task started: the learned window would be
+        # placed from now and miss it, so it polls as without history.
+        resumed = job.submitted_at is not None and _now() - job.submitted_at > RESUMED_AFTER
+        schedule = self._schedule(None if resumed else estimate)
         loop = asyncio.get_running_loop()
         watched_from = loop.time()
 
@@ -778,8 +787,11 @@ async def _logged(job_id: int, work: Coroutine[Any, Any, None]) -> None:
 
 
 def _jittered(intervals: Iterator[float]) -> Iterator[float]:
-    """The intervals, each 10 % longer or shorter at random."""
-    return (interval * random.uniform(0.9, 1.1) for interval in intervals)
+    """The intervals, the first anywhere from half to one and a half of itself (jobs started
+    together then poll apart, not in waves), the others 10 % longer or shorter at random."""
+    yield next(intervals) * random.uniform(0.5, 1.5)
+    for interval in intervals:
+        yield interval * random.uniform(0.9, 1.1)
 
 
 def _now() -> datetime:
