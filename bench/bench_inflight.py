@@ -36,7 +36,8 @@ where the loop's thread is whenever the loop has not ticked for MS.
     python bench/bench_inflight.py --jobs --resume 1000 --down 20 --warm   # resumed, learned
 
 `--down S` leaves the bot down S seconds between the kill and the resume; `--gc-threshold A B C`
-is an experiment: the bot process calls gc.set_threshold(A, B, C) first (the bot does not).
+sets the bot process's gc.set_threshold(A, B, C); without it, the bot's own (bot.app.run raises the
+young generation's threshold to GC_THRESHOLD_GEN0).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.app import GC_THRESHOLD_GEN0
 from bot.domain.budget import BudgetPeriod, BudgetPolicy
 from bot.domain.job import JobOwner, JobRecord
 from bot.domain.lifecycle import JobState
@@ -327,8 +329,8 @@ async def run_bot(args: argparse.Namespace) -> None:
     outcomes = Outcomes()
     if args.warm and args.mode != "resume":
         await _seed_history(storage, random.Random(args.seed + 1), args)
-    if args.gc_threshold:  # an experiment, not what the bot does: see --gc-threshold
-        gc.set_threshold(*args.gc_threshold)
+    # what bot.app.run does, unless the run asks for other thresholds
+    gc.set_threshold(*(args.gc_threshold or (GC_THRESHOLD_GEN0, 20, 20)))
     probe = Probe()
     probe.start()
     watch = StallWatch(probe, args.stalls / 1000) if args.stalls else None
@@ -711,7 +713,7 @@ def main() -> None:
         "--gc-threshold",
         type=int,
         nargs=3,
-        help="experiment: the bot process calls gc.set_threshold() with these before the jobs",
+        help="the bot process's gc.set_threshold() (default: the bot's own)",
     )
     args = parser.parse_args()
     plan = [("burst", n) for n in args.jobs] + [("resume", n) for n in args.resume]

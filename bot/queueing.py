@@ -153,6 +153,9 @@ class Dispatcher:
             if waiter is None or waiter.admitted.done():
                 continue
             if position < slots and limits is not None:
+                # SQLite admits without suspending: give the loop a turn between admissions,
+                # or a burst of thousands would hold it for seconds
+                await asyncio.sleep(0)
                 job = await self._storage.admit(job_id, self._owner_id, limits)
                 if job is not None:
                     waiter.admitted.set_result(job)

@@ -718,7 +718,8 @@ class SqliteStorage:
                 recent,
             )
 
-        return await self._call(partial(_in_transaction, work=read, begin="BEGIN"))
+        # on the store's thread: with thousands queued, the read would hold the loop too long
+        return await self._call(partial(_in_transaction, work=read, begin="BEGIN"), quick=False)
 
     async def admit(self, job_id: int, owner: str, limits: QueueLimits) -> JobRecord | None:
         """Move the queued job `owner` follows to `submitting` if the account's limits leave
