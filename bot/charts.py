@@ -87,6 +87,13 @@ def _draw(
     return out.getvalue()
 
 
+def _say_empty(axes: Axes, text: str) -> None:
+    """A panel with nothing to draw: the reason in its middle, no ticks."""
+    axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes)
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
 def _draw_days(axes: Axes, days: Sequence[DaySpend], lang: Language) -> None:
     """One bar per day, its height the day's spend."""
     axes.set_title(t(lang, "chart.per_day"), loc="left", parse_math=False)
@@ -94,10 +101,7 @@ def _draw_days(axes: Axes, days: Sequence[DaySpend], lang: Language) -> None:
     axes.grid(axis="y", alpha=0.3)
     axes.set_axisbelow(True)
     if not days:
-        nothing = t(lang, "chart.nothing_spent")
-        axes.text(0.5, 0.5, nothing, ha="center", va="center", transform=axes.transAxes)
-        axes.set_xticks([])
-        axes.set_yticks([])
+        _say_empty(axes, t(lang, "chart.nothing_spent"))
         return
     # about ten ticks on whole days: the automatic locator would tick hours in a short period
     locator: DateLocator = (
@@ -122,10 +126,7 @@ def _draw_members(axes: Axes, members: Sequence[MemberSpend], lang: Language) ->
     axes.grid(axis="x", alpha=0.3)
     axes.set_axisbelow(True)
     if not members:
-        nobody = t(lang, "chart.nobody")
-        axes.text(0.5, 0.5, nobody, ha="center", va="center", transform=axes.transAxes)
-        axes.set_xticks([])
-        axes.set_yticks([])
+        _say_empty(axes, t(lang, "chart.nobody"))
         return
     # the largest on top; a few members still get slots for more, so bars keep one thickness
     slots = max(len(members), MIN_MEMBER_SLOTS)

@@ -591,7 +591,8 @@ class JobRunner:
             inference_ms=prediction.inference_ms,
         )
         self._queue.poke()  # a task left WaveSpeed: a queued job may go
-        await self._learn(job, shape, loop.time() - watched_from, prediction, schedule)
+        if not resumed:  # a job taken up mid-way did not see its task start: nothing to learn
+            await self._learn(job, shape, loop.time() - watched_from, prediction, schedule)
 
     def _schedule(self, estimate: ShapeEstimate | None) -> PollSchedule:
         """How to poll: rarely with webhooks (a backstop), learned with history, else the
@@ -615,12 +616,11 @@ class JobRunner:
         prediction: ws.Prediction,
         schedule: PollSchedule,
     ) -> None:
-        """Keep the timings of a job followed here from its submit: its generation time as
-        WaveSpeed reports it (else as the polls saw it), the rest of the wait as its queue."""
-        if job.queued_at is None or job.submit_started_at is None or job.submitted_at is None:
+        """Keep the timings of a job followed here from its submit (not resumed mid-way): its
+        generation time as WaveSpeed reports it (else as the polls saw it), the rest of the
+        wait as its queue."""
+        if job.queued_at is None or job.submit_started_at is None:
             return
-        if (_now() - job.submitted_at).total_seconds() > watched_s + 5.0:
-            return  # resumed or taken over mid-way: the start was not seen here
         started = getattr(schedule, "started_s", None)
         if prediction.inference_ms is not None:
             generation_s = prediction.inference_ms / 1000
