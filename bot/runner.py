@@ -198,11 +198,13 @@ class JobRunner:
         *,
         interaction: InteractionToken | None = None,
         roles: Collection[int] = (),
+        locale: str | None = None,
     ) -> JobRecord:
         """Write the job, leased to this runner, and hold its price. Raises BudgetExceeded or
         TooManyJobs, writing nothing. `interaction`: the token the job was asked through, kept
         with it so that whichever process follows the job can answer through it. `roles`: the
-        Discord role ids the member holds, whose tiers count for their allowance."""
+        Discord role ids the member holds, whose tiers count for their allowance; kept with the
+        job, with the member's Discord `locale`, for whichever process speaks to them."""
         return await self._storage.reserve(
             owner,
             request.model_dump_json(),
@@ -212,6 +214,7 @@ class JobRunner:
             lease_s=self._lease_s,
             interaction=interaction,
             roles=roles,
+            locale=locale,
         )
 
     def run(

@@ -185,11 +185,11 @@ class DiscordDelivery:
         self.bot = bot
         # how to reach the member's interaction; None without one, or once it is gone
         self._link = None if interaction is None else InteractionLink.of_interaction(interaction)
-        # the member's roles, whose tiers count for the balance the status shows; a job followed
-        # without its interaction (resumed) does not know them, and shows the balance without
-        self._roles = () if interaction is None else role_ids(interaction.user)
+        # the member's roles, whose tiers count for the balance the status shows (a job followed
+        # without its interaction has them from the database: see for_job)
+        self._roles: tuple[int, ...] = () if interaction is None else role_ids(interaction.user)
         # Private messages are in the member's language, public ones in the server's; a job
-        # followed without its interaction knows only the server's (Guild.preferred_locale).
+        # followed without its interaction reads the server's from Guild.preferred_locale.
         self._member_lang = None if interaction is None else language_of(interaction.locale)
         self._server_lang = (
             None
@@ -205,8 +205,11 @@ class DiscordDelivery:
     def for_job(cls, bot: WanBot, job: JobRecord, *, result_view: ResultView) -> DiscordDelivery:
         """A delivery for a job followed without its interaction in hand (resumed after a
         restart, or taken over from another process): it answers through the interaction token
-        stored with the job while that lasts."""
+        stored with the job while that lasts, in the member's language, with their role tiers."""
         delivery = cls(bot, result_view=result_view)
+        delivery._roles = job.member_roles
+        if job.member_locale is not None:
+            delivery._member_lang = language_of(job.member_locale)
         if job.interaction is not None:
             limit = _upload_limit(bot, job)
             delivery._link = InteractionLink.of_token(bot, job.interaction, limit)

@@ -352,7 +352,9 @@ class VideoCog(commands.Cog, name="Video"):
         # clicked Re-roll / a variation / Use again / Confirm (each a new interaction)
         roles = role_ids(interaction.user)
         try:
-            job = await runner.reserve(owner, request, interaction=token, roles=roles)
+            job = await runner.reserve(
+                owner, request, interaction=token, roles=roles, locale=interaction.locale.value
+            )
         except BudgetError as error:
             await interaction.edit_original_response(
                 content=f"⚠️ {texts.refusal_text(error, lang=language_of(interaction.locale))}",

@@ -29,6 +29,7 @@ class Storage(Protocol):
         lease_s: float = 0.0,
         interaction: InteractionToken | None = None,
         roles: Collection[int] = (),
+        locale: str | None = None,
     ) -> JobRecord:
         """Check both budgets and the in-flight limit, then write the job and its reserve row,
         all in one transaction. Raises BudgetExceeded / TooManyJobs, writing nothing. The
@@ -38,7 +39,8 @@ class Storage(Protocol):
         `lease_owner` the job is written already leased to it for `lease_s` seconds, so no other
         process can claim it before its first step. With `interaction` the job keeps the token
         of the interaction it was asked through, until it reaches a final state (`advance`
-        clears it then) or `forget_interaction`."""
+        clears it then) or `forget_interaction`. The job keeps `roles` and the member's Discord
+        `locale` for good: whichever process follows it speaks to the member as asked."""
         ...
 
     async def advance(self, job_id: int, to: JobState, **changes: object) -> JobRecord:

@@ -7,8 +7,9 @@ Pure: no I/O beyond reading the packaged migration files.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from importlib import resources
@@ -231,6 +232,11 @@ def interaction_values(
     return (interaction.application_id, interaction.token, interaction.expires_at)
 
 
+def roles_value(roles: Collection[int]) -> str:
+    """The member_roles column's value for `roles`: a JSON array of role ids."""
+    return json.dumps([int(role) for role in roles])
+
+
 def job_record(values: Mapping[str, Any]) -> JobRecord:
     """A JobRecord from a row of job columns plus `settlement`. Datetimes may be stored as
     ISO-8601 text (SQLite) or come back as datetimes (PostgreSQL)."""
@@ -241,6 +247,7 @@ def job_record(values: Mapping[str, Any]) -> JobRecord:
     if record["settlement"] is not None:
         record["settlement"] = Settlement(record["settlement"])
     record["has_nsfw"] = bool(record["has_nsfw"])
+    record["member_roles"] = tuple(json.loads(record["member_roles"]))
     for name in JOB_DATETIMES:
         if isinstance(record[name], str):
             record[name] = datetime.fromisoformat(record[name])

@@ -71,6 +71,7 @@ from storage.common import (
     require_micro,
     require_role,
     require_scope,
+    roles_value,
     snapshot_of,
     timing_sample,
 )
@@ -157,8 +158,9 @@ _INSERT_JOB_SQL = f"""
 WITH job AS (
     INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro, period_key,
                       state, created_at, lease_owner, lease_until,
-                      interaction_app_id, interaction_token, interaction_expires_at)
-    VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $9, $10, $11, $12)
+                      interaction_app_id, interaction_token, interaction_expires_at,
+                      member_locale, member_roles)
+    VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $9, $10, $11, $12, $13, $14)
     RETURNING {_JOB_LIST}
 ), reserve AS (
     INSERT INTO ledger (guild_id, member_id, kind, amount_micro, period_key, job_id, created_at)
@@ -507,11 +509,13 @@ class PostgresStorage:
         lease_s: float = 0.0,
         interaction: InteractionToken | None = None,
         roles: Collection[int] = (),
+        locale: str | None = None,
     ) -> JobRecord:
         """Check the in-flight limit and the member and server budgets, then write the job and
         its reserve row, all in one transaction; with `lease_owner`, leased to it for `lease_s`
         seconds; with `interaction`, keeping its token; the member's allowance counts the tiers
-        of `roles`. Raises TooManyJobs / BudgetExceeded, writing nothing."""
+        of `roles`, kept with the job with the member's `locale`. Raises TooManyJobs /
+        BudgetExceeded, writing nothing."""
         require_micro(price_micro, "price", minimum=0)
         require_member(owner.member_id)
         now = self._clock()
@@ -546,6 +550,8 @@ class PostgresStorage:
                 lease_owner,
                 lease_until,
                 *interaction_values(interaction),
+                locale,
+                roles_value(roles),
             )
             return job_record(row)
 

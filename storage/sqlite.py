@@ -67,6 +67,7 @@ from storage.common import (
     require_micro,
     require_role,
     require_scope,
+    roles_value,
     snapshot_of,
     timing_sample,
 )
@@ -503,11 +504,13 @@ class SqliteStorage:
         lease_s: float = 0.0,
         interaction: InteractionToken | None = None,
         roles: Collection[int] = (),
+        locale: str | None = None,
     ) -> JobRecord:
         """Check the in-flight limit and the member and server budgets, then write the job and
         its reserve row, all in one transaction; with `lease_owner`, leased to it for `lease_s`
         seconds; with `interaction`, keeping its token; the member's allowance counts the tiers
-        of `roles`. Raises TooManyJobs / BudgetExceeded, writing nothing."""
+        of `roles`, kept with the job with the member's `locale`. Raises TooManyJobs /
+        BudgetExceeded, writing nothing."""
         require_micro(price_micro, "price", minimum=0)
         require_member(owner.member_id)
         roles = tuple(roles)  # read inside the transaction, perhaps on the store's thread
@@ -530,8 +533,9 @@ class SqliteStorage:
                 """
                 INSERT INTO jobs (guild_id, channel_id, member_id, request_json, price_micro,
                                   period_key, state, created_at, lease_owner, lease_until,
-                                  interaction_app_id, interaction_token, interaction_expires_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                  interaction_app_id, interaction_token, interaction_expires_at,
+                                  member_locale, member_roles)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
                     owner.guild_id,
@@ -547,6 +551,8 @@ class SqliteStorage:
                     app_id,
                     token,
                     None if expires_at is None else _utc_text(expires_at),
+                    locale,
+                    roles_value(roles),
                 ),
             )
             job_id = cursor.lastrowid

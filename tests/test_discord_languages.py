@@ -138,21 +138,21 @@ async def test_the_video_is_posted_in_the_servers_language_the_status_in_the_mem
         assert interaction.original.content == DONE[member]
 
 
-async def test_a_job_carried_on_after_a_restart_posts_in_the_servers_language(
-    world: World,
-) -> None:
+async def test_a_job_carried_on_after_a_restart_keeps_both_languages(world: World) -> None:
     """The restarted bot no longer has the interaction: the server's preferred locale (from
-    its GUILD_CREATE) chooses the language of the post."""
+    its GUILD_CREATE) chooses the language of the post, and the member's locale, kept with the
+    job, the language of their private status."""
     world.discord.guilds[GUILD].preferred_locale = "pt-BR"
     world.wavespeed.next_task(processing_s=1.0)
     async with world.bot() as first_bot:
-        await world.video(locale="es-ES")
+        interaction = await world.video(locale="es-ES")
         storage = first_bot.services.storage
         await wait_until_async(lambda: job_state(storage, 1), JobState.SUBMITTED)
     async with world.bot():
         result = await world.discord.wait_for_message(has_video, timeout=10)
         assert READY["pt-BR"] in result.content
         assert labels(result) == RESULT_BUTTONS["pt-BR"]
+        await interaction.wait_for(says(DONE["es-ES"]))
 
 
 async def test_the_prompt_is_never_translated(world: World) -> None:

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from bot.domain.lifecycle import JobState
 from storage import database_path
 from tests.discord_world import ADMIN_ROLE, CHANNEL, GUILD, MEMBER, World, make_world
 from tests.fakes.discord_server import FakeInteraction, FakeMessage
+from tests.test_discord_video import job_state, wait_until_async
 
 EPHEMERAL = 64
 REFUSED = "⚠️ Only members with the **Manage Server** permission can do that."
@@ -256,3 +258,29 @@ async def test_budget_show_and_price_say_which_allowance_applies(world: World) -
         await tiers(world, "clear", role("role", GOLD))
         cleared = (await budget(world, "show", user_id=GOLD_MEMBER)).content
         assert "Allowance $0.30\n" in cleared and "the server's default" in cleared
+
+
+# --- after a restart ---------------------------------------------------------------------------
+async def test_a_job_carried_on_after_a_restart_shows_the_balance_with_the_tier(
+    world: World,
+) -> None:
+    """The restarted bot no longer has the interaction (nor the member's roles): the roles kept
+    with the job count for the balance its status goes on showing — $0.75 left of GOLD's $1.00,
+    not the default's $0.05."""
+    world.wavespeed.next_task(processing_s=1.5)
+    async with world.bot() as first_bot:
+        await set_tier(world, GOLD, "1")
+        interaction = await world.video(user_id=GOLD_MEMBER)
+        await interaction.wait_for(
+            lambda i: i.original is not None and "left this period" in i.original.content
+        )
+        await wait_until_async(lambda: job_state(first_bot.services.storage, 1), JobState.SUBMITTED)
+    assert interaction.original is not None
+    edits_before = len(interaction.original.history)
+
+    async with world.bot():
+        assert (await ending(interaction)).startswith("✅")
+    shown = [snapshot["content"] for snapshot in interaction.original.history[edits_before:]]
+    resumed = [text for text in shown if "left this period" in text]
+    assert resumed, shown  # the resumed job showed its status before it was done
+    assert all("you have $0.75 left this period" in text for text in resumed), resumed

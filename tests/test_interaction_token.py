@@ -41,8 +41,14 @@ FOLLOW_UP = r"/webhooks/\d+/[^/]+"
 CHANNEL_POST = r"/channels/\d+/messages"
 
 
+ROLES = (1_300_000_000_000_000_101, 1_300_000_000_000_000_102)  # snowflakes too
+LOCALE = "es-ES"
+
+
 async def reserve(store: Store, interaction: InteractionToken | None = INTERACTION) -> JobRecord:
-    return await store.reserve(OWNER, "{}", 125_000, 1000, interaction=interaction)
+    return await store.reserve(
+        OWNER, "{}", 125_000, 1000, interaction=interaction, roles=ROLES, locale=LOCALE
+    )
 
 
 async def walk_to(store: Store, job: JobRecord, to: JobState) -> JobRecord:
@@ -62,6 +68,27 @@ async def test_the_token_round_trips_with_the_job(store: Store) -> None:
     assert unfinished.interaction == INTERACTION
     claimed = await store.claim(job.id, "process-b", 30.0)
     assert claimed is not None and claimed.interaction == INTERACTION
+
+
+@pytest.mark.parametrize("state", [JobState.SUBMITTED, JobState.CLOSED])
+async def test_the_members_locale_and_roles_stay_with_the_job(
+    store: Store, state: JobState
+) -> None:
+    """What the bot says to the member depends on them: unlike the token, they outlast the job
+    (a withheld video goes to the member's direct messages, in their language, at any time)."""
+    job = await walk_to(store, await reserve(store), state)
+    assert (job.member_locale, job.member_roles) == (LOCALE, ROLES)
+    assert await store.get_job(job.id) == job
+    plain = await store.reserve(OWNER, "{}", 125_000, 1000)  # `wanbot generate`: no Discord
+    assert (plain.member_locale, plain.member_roles) == (None, ())
+    assert await store.get_job(plain.id) == plain
+
+
+async def test_the_schema_refuses_roles_not_in_a_list(store: Store, database_url: str) -> None:
+    job = await reserve(store)
+    with pytest.raises(INTEGRITY_ERRORS, match=CHECK_FAILED):
+        await execute_raw(database_url, f"UPDATE jobs SET member_roles = '7' WHERE id = {job.id}")
+    assert await store.get_job(job.id) == job
 
 
 async def test_a_job_without_an_interaction_has_no_token(store: Store) -> None:
@@ -138,6 +165,7 @@ async def test_migrate_db_carries_the_token_over(tmp_path: Path, fresh_postgres_
         assert await pg_store.get_job(finished.id) == finished
         moved = await pg_store.get_job(unfinished.id)
         assert moved is not None and moved.interaction == INTERACTION
+        assert (moved.member_locale, moved.member_roles) == (LOCALE, ROLES)
 
 
 # --- end to end: the real bot, restarted mid-job ------------------------------------------------

@@ -72,6 +72,10 @@ class JobRecord:
     interaction_app_id: int | None = None
     interaction_token: str | None = field(default=None, repr=False)  # a credential: not shown
     interaction_expires_at: datetime | None = None
+    # Whoever asked, as Discord told it with the interaction: their locale (private messages are
+    # in their language) and their roles (whose tiers count for the balance shown to them).
+    member_locale: str | None = None
+    member_roles: tuple[int, ...] = ()
     settlement: Settlement | None = None
 
     @property
