@@ -188,7 +188,8 @@ class JobRunner:
         )
         self._webhook_url = webhook_url
         self._backstop_poll_s = backstop_poll_s
-        self._pushed: dict[str, asyncio.Future[ws.Prediction]] = {}  # prediction id → webhook
+        # prediction id → its result from a webhook, or None: "another process had it, poll now"
+        self._pushed: dict[str, asyncio.Future[ws.Prediction | None]] = {}
         self._timings: TimingBook | None = None  # loaded from the database on first use
 
     async def reserve(
@@ -281,12 +282,22 @@ class JobRunner:
 
     async def result_arrived(self, prediction: ws.Prediction) -> None:
         """A task's final result came by a verified webhook: the job waiting on it here goes on
-        at once. A job followed by another process hears it from its own (slow) polling."""
+        at once. One followed by another process (several behind one URL, or a takeover) is
+        announced to it through the store; where the store cannot, it finds it by polling."""
         waiting = self._pushed.get(prediction.id)
-        if waiting is None or waiting.done():
+        if waiting is not None and not waiting.done():
+            waiting.set_result(prediction)
+        elif await self._storage.announce_result(prediction.id):
+            log.info("webhook for task %s: no job here waits on it; told the others", prediction.id)
+        else:
             log.info("webhook for task %s: no job here is waiting on it", prediction.id)
-            return
-        waiting.set_result(prediction)
+
+    def result_announced(self, prediction_id: str) -> None:
+        """Another process took a verified webhook for this task (Storage.listen_for_results):
+        the job waiting on it here polls its result now."""
+        waiting = self._pushed.get(prediction_id)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     async def close(self) -> None:
         """Stop watching and following jobs without changing their state, giving up their

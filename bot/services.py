@@ -90,6 +90,8 @@ class Services:
                 path=urlsplit(settings.webhook_public_url).path,
             )
             try:
+                # a webhook for a job followed here may reach another process sharing the store
+                await storage.listen_for_results(runner.result_announced)
                 await webhooks.start()
             except BaseException:
                 await client.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from bot.domain.budget import Balance, RoleTier
@@ -168,6 +168,18 @@ class Storage(Protocol):
     async def get_bot_setting(self, key: str) -> str | None: ...
 
     async def set_bot_setting(self, key: str, value: str | None) -> None: ...
+
+    # --- results told between processes -------------------------------------------------------
+    async def announce_result(self, prediction_id: str) -> bool:
+        """Tell every process sharing the database that the task `prediction_id` has its result
+        (a verified webhook came to this one): the process following its job polls it at once.
+        False where the store cannot (SQLite): the follower finds it at its next poll."""
+        ...
+
+    async def listen_for_results(self, heard: Callable[[str], None]) -> None:
+        """From now until close(), call `heard(prediction_id)` for every result announced by
+        any process (this one included). Announcements are hints: one may be missed."""
+        ...
 
     # --- health and metrics -------------------------------------------------------------------
     async def ping(self) -> None:

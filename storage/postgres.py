@@ -75,6 +75,7 @@ from storage.common import (
     snapshot_of,
     timing_sample,
 )
+from storage.pg_results import APPLICATION_NAME, ResultListener, announce
 
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 MIGRATIONS_FOLDER = "pg_migrations"
@@ -301,11 +302,14 @@ class PostgresStorage:
         target: PostgresTarget,
         policy: BudgetPolicy,
         clock: Callable[[], datetime],
+        url: str,
     ) -> None:
         self._pool = pool
         self._target = target
         self._policy = policy
         self._clock = clock  # must return aware datetimes
+        self._url = url  # holds the password: for the result listener's connection only
+        self._listener: ResultListener | None = None
 
     @classmethod
     async def open(
@@ -326,10 +330,13 @@ class PostgresStorage:
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, target, policy, clock or (lambda: datetime.now(UTC)))
+        return cls(pool, target, policy, clock or (lambda: datetime.now(UTC)), url)
 
     async def close(self) -> None:
-        """Close the pool (waiting for connections in use to come back)."""
+        """Stop listening for results, then close the pool (waiting for connections in use to
+        come back)."""
+        if self._listener is not None:
+            await self._listener.stop()
         await self._pool.close()
 
     async def __aenter__(self) -> Self:
@@ -340,6 +347,25 @@ class PostgresStorage:
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self._target})"
+
+    # --- results told between processes (storage.pg_results) -----------------------------------
+    async def announce_result(self, prediction_id: str) -> bool:
+        """Tell every process sharing the database that the task's result is in."""
+        await announce(self._pool, prediction_id)
+        return True
+
+    async def listen_for_results(self, heard: Callable[[str], None]) -> None:
+        """Call `heard(prediction_id)` for each result announced, by any process, until
+        close()."""
+        if self._listener is not None:
+            raise RuntimeError("already listening for results")
+
+        async def connect() -> asyncpg.Connection:
+            settings = {"application_name": APPLICATION_NAME}
+            return await asyncpg.connect(self._url, server_settings=settings)
+
+        self._listener = ResultListener(connect, heard, self._target.redact)
+        await self._listener.start()
 
     # --- plumbing -----------------------------------------------------------------------------
     @asynccontextmanager

@@ -346,6 +346,14 @@ class SqliteStorage:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    # --- results told between processes -------------------------------------------------------
+    async def announce_result(self, prediction_id: str) -> bool:
+        """SQLite has no way to tell other processes: False (they find the result by polling)."""
+        return False
+
+    async def listen_for_results(self, heard: Callable[[str], None]) -> None:
+        """Nothing is ever announced to a process on SQLite (see announce_result)."""
+
     # --- plumbing -----------------------------------------------------------------------------
     async def _call(self, work: Callable[[sqlite3.Connection], T], *, quick: bool = True) -> T:
         """Run `work` (a whole transaction, or one read) with the connection.

@@ -400,15 +400,16 @@ class WaveSpeedClient:
         on_update: Callable[[Prediction], Awaitable[None]] | None = None,
         *,
         schedule: PollSchedule | None = None,
-        pushed: asyncio.Future[Prediction] | None = None,
+        pushed: asyncio.Future[Prediction | None] | None = None,
     ) -> Prediction:
         """Poll until the task is final; return it if completed, else raise TaskFailed.
 
         The pauses come from `schedule` (default: `policy`'s intervals); `pushed` is a result
         that may arrive meanwhile (a verified webhook): it ends the wait at once, in place of
-        the next poll. `on_update` is awaited after every result (compare `.status` to see a
-        change). Transient poll failures are logged and polling goes on: the task keeps running
-        at WaveSpeed regardless. Raises PollTimeout when `policy.timeout_s` runs out.
+        the next poll (None in it: "the result is in, poll now"). `on_update` is awaited after
+        every result (compare `.status` to see a change). Transient poll failures are logged and
+        polling goes on: the task keeps running at WaveSpeed regardless. Raises PollTimeout when
+        `policy.timeout_s` runs out.
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -421,9 +422,11 @@ class WaveSpeedClient:
                 await asyncio.sleep(pause)
             else:
                 await asyncio.wait({pushed}, timeout=pause)
+            prediction: Prediction | None = None
             if pushed is not None and pushed.done():
-                prediction: Prediction | None = pushed.result()
-            else:
+                prediction = pushed.result()
+                pushed = None  # taken: the schedule's pauses go on from here
+            if prediction is None:
                 prediction = await self._poll_once(prediction_id)
             if prediction is None:
                 continue
