@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from bot import metrics
 from bot import wavespeed as ws
 from bot.domain.job import STAGE_OF_STATUS, InteractionToken, JobOwner, JobRecord, Stage
-from bot.domain.lifecycle import FailureKind, JobState
+from bot.domain.lifecycle import FailureKind, JobState, LeaseLost
 from bot.domain.media import MediaFile
 from bot.domain.outcomes import JobFailure, failure
 from bot.domain.queue import QueueLimits
@@ -356,8 +356,15 @@ class JobRunner:
                 return
             await asyncio.sleep(stagger_s)
             await self._drive(job_id, delivery, fresh=fresh, uploads=uploads)
+        except LeaseLost:
+            log.warning("job %s: another process took it over; stopped following", job_id)
         finally:
             await self._storage.release(job_id, self.owner_id)
+
+    async def _advance(self, job_id: int, to: JobState, **changes: object) -> JobRecord:
+        """Move a job followed here; refused (LeaseLost, nothing changed) once another process
+        holds its lease: one that woke from a freeze longer than its lease must not act on it."""
+        return await self._storage.advance(job_id, to, holder=self.owner_id, **changes)
 
     async def _renew_leases(self) -> None:
         """While jobs are followed here, renew their leases every third of a lease (so one
@@ -410,6 +417,10 @@ class JobRunner:
             match job.state:
                 case JobState.DELIVERED | JobState.CLOSED:
                     return
+                case _ if job.lease_owner != self.owner_id:
+                    # taken over while this process was frozen or cut off from the database:
+                    # the next step (a submit, a post) is the new holder's to take
+                    raise LeaseLost(job_id, self.owner_id, job.lease_owner)
                 case JobState.RESERVED if fresh:
                     await self._queue_up(job, delivery, uploads)
                 case JobState.RESERVED:  # the bot stopped while uploading: the media are gone
@@ -425,7 +436,7 @@ class JobRunner:
                 case JobState.READY:
                     video = await self._fetch_video(job, delivery)
                     if video is not None:
-                        await self._storage.advance(job.id, JobState.POSTING)
+                        await self._advance(job.id, JobState.POSTING)
                 case JobState.POSTING:
                     await self._post(job, delivery, video)
                 case JobState.FAILED:
@@ -443,7 +454,7 @@ class JobRunner:
         except ws.WaveSpeedError as error:
             await self._fail(job, failure_from_error(error))
             return
-        await self._storage.advance(job.id, JobState.QUEUED, request_json=final.model_dump_json())
+        await self._advance(job.id, JobState.QUEUED, request_json=final.model_dump_json())
 
     async def _take_turn(self, job: JobRecord, delivery: Delivery) -> None:
         """Wait for the job's turn in the local queue (showing its position), then submit it."""
@@ -476,7 +487,7 @@ class JobRunner:
         except ws.WaveSpeedError as error:
             await self._fail(job, failure_from_error(error))
             return
-        await self._storage.advance(
+        await self._advance(
             job.id,
             JobState.SUBMITTED,
             prediction_id=prediction.id,
@@ -494,7 +505,7 @@ class JobRunner:
 
     async def _hold(self, job: JobRecord) -> None:
         hold_until = _now() + timedelta(seconds=self._reconciliation.hold_max_s)
-        await self._storage.advance(job.id, JobState.UNCERTAIN, hold_until=hold_until)
+        await self._advance(job.id, JobState.UNCERTAIN, hold_until=hold_until)
 
     async def _reconcile(self, job: JobRecord, delivery: Delivery) -> None:
         """One look at WaveSpeed's history for the task an unanswered submit may have made:
@@ -541,7 +552,7 @@ class JobRunner:
             if await self._storage.known_predictions([task.id]):
                 return  # another held job took it meanwhile: look again next round
             log.info("job %s: adopting WaveSpeed task %s found in the history", job.id, task.id)
-            await self._storage.advance(
+            await self._advance(
                 job.id, JobState.SUBMITTED, prediction_id=task.id, wavespeed_status=task.status
             )
 
@@ -597,7 +608,7 @@ class JobRunner:
         if not prediction.outputs:
             await self._fail(job, failure(FailureKind.EMPTY_RESULT))
             return
-        await self._storage.advance(
+        await self._advance(
             job.id,
             JobState.READY,
             output_url=prediction.outputs[0],
@@ -655,7 +666,7 @@ class JobRunner:
             log.exception("job %s: its timings could not be kept", job.id)
 
     async def _requeue(self, job: JobRecord, **changes: object) -> None:
-        await self._storage.advance(job.id, JobState.QUEUED, **changes)
+        await self._advance(job.id, JobState.QUEUED, **changes)
         self._queue.poke()
 
     async def _fetch_video(self, job: JobRecord, delivery: Delivery) -> Video | None:
@@ -733,7 +744,7 @@ class JobRunner:
                 video = await self._fetch_video(job, delivery)
                 if video is None:
                     return
-                job = await self._storage.advance(job.id, JobState.POSTING)
+                job = await self._advance(job.id, JobState.POSTING)
             try:
                 posted = await delivery.post_video(job, video)
             except Undeliverable as error:
@@ -748,7 +759,7 @@ class JobRunner:
                 await asyncio.to_thread(self._video_files.discard, video.path)
 
     async def _record_post(self, job: JobRecord, posted: Posted) -> JobRecord:
-        delivered = await self._storage.advance(
+        delivered = await self._advance(
             job.id,
             JobState.DELIVERED,
             result_channel_id=posted.channel_id,
@@ -760,7 +771,7 @@ class JobRunner:
 
     async def _fail(self, job: JobRecord, failure: JobFailure) -> None:
         """Refund the job and remember why; the member is told in the next step."""
-        await self._storage.advance(
+        await self._advance(
             job.id,
             JobState.FAILED,
             failure_kind=failure.kind.value,
@@ -773,7 +784,7 @@ class JobRunner:
         assert job.failure_kind is not None
         told = JobFailure(job.failure_kind, job.error_message or "", job.error_code)
         await _quietly(job, delivery.failed(job, told))
-        await self._storage.advance(job.id, JobState.CLOSED)
+        await self._advance(job.id, JobState.CLOSED)
 
     async def _report(self, job: JobRecord, delivery: Delivery, stage: Stage) -> None:
         await _quietly(job, delivery.progress(job, Progress(stage, _elapsed(job))))

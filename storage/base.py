@@ -43,11 +43,15 @@ class Storage(Protocol):
         `locale` for good: whichever process follows it speaks to the member as asked."""
         ...
 
-    async def advance(self, job_id: int, to: JobState, **changes: object) -> JobRecord:
+    async def advance(
+        self, job_id: int, to: JobState, *, holder: str | None = None, **changes: object
+    ) -> JobRecord:
         """Move a job to `to`, with the columns that go with the move, and write the ledger row
         that the move settles (bot.domain.lifecycle), all in one transaction; entering a final
         state clears the job's interaction token. Raises IllegalTransition, changing nothing,
-        when the lifecycle does not allow the move."""
+        when the lifecycle does not allow the move. With `holder` (a runner's lease owner id)
+        the move is made only if that runner still holds the job's lease, else LeaseLost: a
+        process that was frozen past its lease cannot act on a job another one took over."""
         ...
 
     async def forget_interaction(self, job_id: int) -> None:

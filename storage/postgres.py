@@ -43,6 +43,7 @@ from bot.domain.job import InteractionToken, JobOwner, JobRecord, LedgerEntry, M
 from bot.domain.lifecycle import (
     IllegalTransition,
     JobState,
+    LeaseLost,
     Settlement,
     can_move,
     settlement_on_entering,
@@ -581,13 +582,17 @@ class PostgresStorage:
             )
             return job_record(row)
 
-    async def advance(self, job_id: int, to: JobState, **changes: object) -> JobRecord:
+    async def advance(
+        self, job_id: int, to: JobState, *, holder: str | None = None, **changes: object
+    ) -> JobRecord:
         """Move a job to `to` with `changes`, writing the ledger row the move settles and the
-        balances it moves, in one transaction. Raises IllegalTransition (changing nothing) for a
-        move the lifecycle forbids."""
+        balances it moves, in one transaction. Raises IllegalTransition for a move the lifecycle
+        forbids, and LeaseLost when `holder` no longer holds the job's lease, changing nothing."""
         now = self._clock()
         async with self._transaction() as conn:
             job = await self._locked_job(conn, job_id)
+            if holder is not None and job.lease_owner != holder:
+                raise LeaseLost(job_id, holder, job.lease_owner)
             if not can_move(job.state, to):
                 raise IllegalTransition(job_id, job.state, to)
             columns = move_columns(job, to, changes, now)

@@ -14,14 +14,14 @@ import asyncio
 import logging
 import os
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
 
 from bot.domain.job import JobOwner, JobRecord
-from bot.domain.lifecycle import FailureKind, JobState
+from bot.domain.lifecycle import FailureKind, JobState, LeaseLost
 from bot.leases import is_dead, new_owner_id
 from bot.runner import JobRunner
 from bot.testing.fake_wavespeed import FakeWaveSpeed, LoggedRequest
@@ -132,6 +132,38 @@ async def test_release_frees_only_the_holders_lease(store: Store) -> None:
     released = await store.get_job(job.id)
     assert released is not None and (released.lease_owner, released.lease_until) == (None, None)
     assert await store.claim(job.id, B, LEASE_S) is not None
+
+
+async def test_only_the_holder_moves_a_job_it_names_itself_for(store: Store, clock: Clock) -> None:
+    """The lease fences the moves of a process that names itself: once B took the job over,
+    A's moves are refused and change nothing, money included; B's go on. A move that names no
+    holder (a member's Cancel, from whichever process) is not fenced."""
+    job = await reserved(store, lease_owner=A)
+    await store.advance(job.id, JobState.QUEUED, holder=A)
+    clock.advance(seconds=LEASE_S + 1)
+    assert await store.claim(job.id, B, LEASE_S) is not None
+    ledger = await store.ledger(job.guild_id)
+
+    for to, changes in [
+        (JobState.SUBMITTING, {}),
+        (JobState.FAILED, {"failure_kind": FailureKind.INTERRUPTED.value}),
+    ]:
+        with pytest.raises(LeaseLost):
+            await store.advance(job.id, to, holder=A, **changes)
+    left = await store.get_job(job.id)
+    assert left is not None and (left.state, left.lease_owner) == (JobState.QUEUED, B)
+    assert await store.ledger(job.guild_id) == ledger
+
+    assert (await store.advance(job.id, JobState.SUBMITTING, holder=B)).state is (
+        JobState.SUBMITTING
+    )
+    await store.release(job.id, B)
+    with pytest.raises(LeaseLost):  # a released lease is no one's: naming a holder is refused
+        await store.advance(job.id, JobState.SUBMITTED, holder=B, prediction_id="p-1")
+    kind = FailureKind.NOT_SUBMITTED.value
+    assert (await store.advance(job.id, JobState.FAILED, failure_kind=kind)).state is (
+        JobState.FAILED
+    )
 
 
 @pytest.mark.parametrize("ending", [JobState.DELIVERED, JobState.CLOSED])
@@ -379,15 +411,14 @@ async def test_a_dead_process_job_is_taken_over_once_its_lease_runs_out(
     await heir.assert_money(done, charged=True)
 
 
-async def test_a_process_whose_lease_was_taken_over_stops_following_the_job(
-    processes: Processes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A process stalls past its lease (its renewals don't reach the database); another takes
-    the job over. The stalled one's next renewal finds that out and it lets the job go,
-    leaving its state as it is: the new holder delivers it, charged once."""
+async def stall_mid_job(
+    processes: Processes, monkeypatch: pytest.MonkeyPatch, before: jobs.Recorder
+) -> tuple[jobs.Process, jobs.Process, JobRecord, Callable[..., Awaitable[set[int]]]]:
+    """A process follows a job whose task is generating (for 2 s) when its lease renewals stop
+    reaching the database, though it believes they do. Returns it, a second process (to take
+    the job over), the job, and the stalled store's real `renew` (to put back)."""
     processes.fake.next_task(queue_s=0.1, processing_s=2.0)
     stalled, heir = await processes.boot(), await processes.boot()
-    before, after = jobs.Recorder(), jobs.Recorder()
     job = await stalled.start(before)
 
     async def submitted() -> bool:
@@ -401,6 +432,24 @@ async def test_a_process_whose_lease_was_taken_over_stops_following_the_job(
         return {job.id}
 
     monkeypatch.setattr(stalled.storage, "renew", lost)
+    return stalled, heir, job, renew
+
+
+async def delivered_by(process: jobs.Process, job: JobRecord) -> None:
+    async def delivered() -> bool:
+        return (await process.job(job.id)).state is JobState.DELIVERED
+
+    await jobs.eventually(delivered, timeout_s=10)
+
+
+async def test_a_process_whose_lease_was_taken_over_stops_following_the_job(
+    processes: Processes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process stalls past its lease (its renewals don't reach the database); another takes
+    the job over. The stalled one's next renewal finds that out and it lets the job go,
+    leaving its state as it is: the new holder delivers it, charged once."""
+    before, after = jobs.Recorder(), jobs.Recorder()
+    stalled, heir, job, renew = await stall_mid_job(processes, monkeypatch, before)
     heir.runner.watch(lambda job: after, include=jobs.every_job)
 
     async def taken_over() -> bool:
@@ -409,13 +458,28 @@ async def test_a_process_whose_lease_was_taken_over_stops_following_the_job(
     await jobs.eventually(taken_over)
     with caplog.at_level(logging.WARNING, logger="bot.runner"):
         monkeypatch.setattr(stalled.storage, "renew", renew)
-
-        async def delivered() -> bool:
-            return (await heir.job(job.id)).state is JobState.DELIVERED
-
-        await jobs.eventually(delivered, timeout_s=10)
+        await delivered_by(heir, job)
     assert f"job {job.id}: another process took it over" in caplog.text
     assert before.told == 0 and jobs.is_mp4(after.only_video().data)
+    assert len(processes.fake.submissions) == 1
+    await heir.assert_money(await heir.job(job.id), charged=True)
+
+
+async def test_a_process_that_never_learns_it_lost_the_lease_cannot_act_on_the_job(
+    processes: Processes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Worse than a stall: every renewal of the stalled process seems to succeed, so it goes
+    on following the job after another took it over (as a process frozen past its lease would,
+    waking between two steps). Its moves are fenced by the lease: the first one it tries is
+    refused and it lets the job go; only the new holder posts, once, charged once."""
+    before, after = jobs.Recorder(), jobs.Recorder()
+    stalled, heir, job, _ = await stall_mid_job(processes, monkeypatch, before)
+    with caplog.at_level(logging.WARNING, logger="bot.runner"):
+        heir.runner.watch(lambda job: after, include=jobs.every_job)
+        await delivered_by(heir, job)
+        await stalled.runner.wait(job.id)  # it stopped following on its own
+    assert f"job {job.id}: another process took it over" in caplog.text
+    assert before.post_attempts == 0 and jobs.is_mp4(after.only_video().data)
     assert len(processes.fake.submissions) == 1
     await heir.assert_money(await heir.job(job.id), charged=True)
 

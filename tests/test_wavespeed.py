@@ -389,7 +389,7 @@ async def test_polling_is_adaptive(
     await wavespeed_client.wait_for_result(prediction.id, policy)
     [submit] = fake_wavespeed.calls("submit")
     polls = fake_wavespeed.calls("result")
-    assert polls[0].at - submit.at < 0.2
+    assert polls[0].at - submit.at < 0.5  # from 50 ms (room for a loaded machine), not 1 s
     assert len(polls) <= 7  # a fixed 50 ms poll would take about 20
 
 

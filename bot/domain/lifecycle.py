@@ -102,6 +102,15 @@ class IllegalTransition(ValueError):
         self.target = target
 
 
+class LeaseLost(RuntimeError):
+    """A move asked for by a process that no longer holds the job's lease (another process took
+    the job over while this one was frozen or cut off): storage refuses it and changes nothing."""
+
+    def __init__(self, job_id: int, holder: str, owner: str | None) -> None:
+        super().__init__(f"job {job_id} is no longer followed by {holder} (now {owner})")
+        self.job_id = job_id
+
+
 class Settlement(StrEnum):
     """What happens to a job's reserved price."""
 
