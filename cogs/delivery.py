@@ -120,6 +120,16 @@ class Outgoing:
         return replace(self, text=text, view=None)
 
 
+@dataclass(frozen=True)
+class ServerFacts:
+    """What a delivery needs to know of the job's server and channel, fetched over REST when
+    this process's cache lacks them (its shards do not include the server)."""
+
+    language: Language
+    upload_limit: int
+    channel_nsfw: bool
+
+
 class InteractionLink:
     """The member's interaction, as a delivery uses it: its webhook (the interaction's token) to
     edit the private status and send follow-ups, until the token expires. Made from the
@@ -197,6 +207,7 @@ class DiscordDelivery:
             else language_of(interaction.guild_locale)
         )
         self._result_view = result_view
+        self._fetched: ServerFacts | None = None  # see _learn_server
         self._last_edit = float("-inf")
         self._last_shown: tuple[Stage, int | None] | None = None
         self._withheld = False
@@ -211,7 +222,7 @@ class DiscordDelivery:
         if job.member_locale is not None:
             delivery._member_lang = language_of(job.member_locale)
         if job.interaction is not None:
-            limit = _upload_limit(bot, job)
+            limit = delivery._upload_limit(job)
             delivery._link = InteractionLink.of_token(bot, job.interaction, limit)
         return delivery
 
@@ -229,7 +240,7 @@ class DiscordDelivery:
             return self._link.upload_limit
         if await self._withholds(job, job.has_nsfw):
             return DM_UPLOAD_LIMIT
-        return _upload_limit(self.bot, job)
+        return self._upload_limit(job)
 
     async def progress(self, job: JobRecord, progress: Progress) -> None:
         now = time.monotonic()
@@ -356,7 +367,7 @@ class DiscordDelivery:
     def _channel(self, job: JobRecord, outgoing: Outgoing) -> Route:
         async def send() -> discord.Message:
             channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            message = outgoing.within(_upload_limit(self.bot, job)).kwargs(job.member_id)
+            message = outgoing.within(self._upload_limit(job)).kwargs(job.member_id)
             return await channel.send(nonce=post_nonce(job.id), **message)
 
         return Route("channel message", send)
@@ -387,24 +398,55 @@ class DiscordDelivery:
         """The server's language, for what others read: the channel and the log channel."""
         if self._server_lang is not None:
             return self._server_lang
+        if self._fetched is not None:
+            return self._fetched.language
         return server_language(self.bot, job.guild_id)
+
+    def _upload_limit(self, job: JobRecord) -> int:
+        """The job's server's upload limit, as far as this process knows it."""
+        guild = self.bot.get_guild(job.guild_id)
+        if guild is not None:
+            return guild.filesize_limit
+        return self._fetched.upload_limit if self._fetched else DEFAULT_UPLOAD_LIMIT
 
     def _private_lang(self, job: JobRecord) -> Language:
         """The member's language, for their private status; the server's when not known."""
         return self._member_lang if self._member_lang is not None else self._public_lang(job)
 
     async def _gateway(self, job: JobRecord) -> None:
-        """Wait (a while at most) for the gateway: a job resumed at start-up polls WaveSpeed at
-        once, but what it posts depends on the server's channels and limits, known only then."""
-        if self.bot.is_ready():
-            return
-        # asyncio.timeout, not wait_for: on Python 3.11 wait_for may swallow a cancellation
-        # (the bot closing) that arrives just as the wait ends
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(GATEWAY_WAIT_S):
-                await self.bot.wait_until_ready()
+        """Wait (a while at most) for the gateway, then make sure the server is known: a job
+        resumed at start-up polls WaveSpeed at once, but what it posts depends on the server's
+        language, channels and limits, known only then (or fetched: see _learn_server)."""
+        if not self.bot.is_ready():
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for may swallow a cancellation
+            # (the bot closing) that arrives just as the wait ends
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(GATEWAY_WAIT_S):
+                    await self.bot.wait_until_ready()
+        await self._learn_server(job)
         if self._link is not None and self._link.from_token:
-            self._link.upload_limit = _upload_limit(self.bot, job)  # the server is known now
+            self._link.upload_limit = self._upload_limit(job)  # the server is known now
+
+    async def _learn_server(self, job: JobRecord) -> None:
+        """A job taken over by a process whose shards do not include its server finds neither
+        the server nor the channel in the cache: fetch them once over REST, rather than guess
+        English, 10 MiB and a channel that is not age-restricted."""
+        if self._fetched is not None or self.bot.get_guild(job.guild_id) is not None:
+            return
+        try:
+            guild = await self.bot.fetch_guild(job.guild_id)
+        except SEND_ERRORS as error:
+            log.warning("job %s: its server could not be fetched: %s", job.id, error)
+            return
+        try:
+            channel = await self.bot.fetch_channel(job.channel_id)
+        except SEND_ERRORS as error:
+            log.warning("job %s: its channel could not be fetched: %s", job.id, error)
+            channel = None
+        nsfw = getattr(channel, "is_nsfw", None)
+        self._fetched = ServerFacts(
+            language_of(guild.preferred_locale), guild.filesize_limit, bool(nsfw and nsfw())
+        )
 
     def _fresh_link(self) -> InteractionLink:
         """The member's interaction while its token can be used, else _NoToken."""
@@ -436,6 +478,8 @@ class DiscordDelivery:
 
     def _channel_is_nsfw(self, job: JobRecord) -> bool:
         channel = self.bot.get_channel(job.channel_id)
+        if channel is None and self._fetched is not None:
+            return self._fetched.channel_nsfw
         is_nsfw = getattr(channel, "is_nsfw", None)
         return bool(is_nsfw and is_nsfw())
 
@@ -486,12 +530,6 @@ class DiscordDelivery:
 
     async def _tell_admins(self, job: JobRecord, text: str) -> None:
         await tell_admins(self.bot, job.guild_id, text)
-
-
-def _upload_limit(bot: WanBot, job: JobRecord) -> int:
-    """The job's server's upload limit, as far as this process knows it."""
-    guild = bot.get_guild(job.guild_id)
-    return guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,22 @@ Portuguese. Private answers follow the member's locale, public results the serve
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bot.domain.lifecycle import JobState
-from tests.discord_world import CHANNEL, GUILD, MEMBER, World, ledger_kinds, make_world
+from tests.discord_world import (
+    CHANNEL,
+    GUILD,
+    MEMBER,
+    NSFW_CHANNEL,
+    World,
+    ledger_kinds,
+    make_world,
+)
+from tests.fakes.discord_gateway import shard_of
 from tests.fakes.discord_models import FakeInteraction, FakeMessage
 from tests.test_discord_video import has_video, job_state, wait_until_async
 
@@ -153,6 +163,34 @@ async def test_a_job_carried_on_after_a_restart_keeps_both_languages(world: Worl
         assert READY["pt-BR"] in result.content
         assert labels(result) == RESULT_BUTTONS["pt-BR"]
         await interaction.wait_for(says(DONE["es-ES"]))
+
+
+async def test_a_job_taken_over_by_another_shards_process_still_knows_its_server(
+    world: World,
+) -> None:
+    """The process that carries the job on runs a shard that does not include the server, so
+    its cache has neither the server nor the channel: it fetches them, and posts in the
+    server's language, without a spoiler in an age-restricted channel — not in English, hidden
+    as though the channel were not."""
+    world.discord.guilds[GUILD].preferred_locale = "pt-BR"
+    world.wavespeed.next_task(nsfw=True, processing_s=1.0)
+    async with world.bot() as first_bot:
+        await world.video(locale="es-ES", channel_id=NSFW_CHANNEL)
+        storage = first_bot.services.storage
+        await wait_until_async(lambda: job_state(storage, 1), JobState.SUBMITTED)
+    other_shard = 1 - shard_of(GUILD, 2)
+    elsewhere = replace(
+        world,
+        settings=world.settings.model_copy(update={"shard_count": 2, "shard_ids": [other_shard]}),
+    )
+    async with elsewhere.bot() as bot:
+        result = await world.discord.wait_for_message(has_video, timeout=10)
+        assert bot.get_guild(GUILD) is None  # not this process's server
+        assert READY["pt-BR"] in result.content
+        assert labels(result) == RESULT_BUTTONS["pt-BR"]
+        assert result.channel_id == NSFW_CHANNEL
+        assert not result.attachments[0].filename.startswith("SPOILER_")
+        assert world.discord.requests_to("GET", rf"/guilds/{GUILD}")
 
 
 async def test_the_prompt_is_never_translated(world: World) -> None:

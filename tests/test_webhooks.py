@@ -366,6 +366,8 @@ async def test_the_fake_delivers_a_signed_result_the_server_takes(
     by_id = {prediction.id: prediction for prediction in results.arrived}
     assert by_id[done.id].is_completed and by_id[done.id].outputs
     assert by_id[failed.id].status == "failed" and by_id[failed.id].error_code == 1200
+    # the fake logs an attempt once it has the answer, which comes after the server's callback
+    await wait_for_attempts(fake_wavespeed, 2)
     assert [(a.url, a.status) for a in fake_wavespeed.webhook_attempts] == [(server.url, 200)] * 2
 
 
@@ -483,6 +485,7 @@ async def test_a_failing_callback_answers_500_then_the_redelivery_is_taken(
         results.fail = 1
         prediction = await client.submit(REQUEST.to_api_body(), webhook_url=server.url)
         await results.wait()
+        await wait_for_attempts(fake, 2)  # logged once answered, after the callback
         assert [a.status for a in fake.webhook_attempts] == [500, 200]
         assert len({a.webhook_id for a in fake.webhook_attempts}) == 1  # one delivery, retried
         assert [p.id for p in results.arrived] == [prediction.id]
@@ -521,7 +524,8 @@ async def test_the_fake_can_delay_or_drop_a_webhook(
     assert fake_wavespeed.tasks[delayed.id].status == "completed"
     assert fake_wavespeed.webhook_attempts == []
     await results.wait()
-    await asyncio.sleep(0.2)
+    await wait_for_attempts(fake_wavespeed, 1)
+    await asyncio.sleep(0.2)  # and nothing more comes
     assert [p.id for p in results.arrived] == [delayed.id]
     assert [a.task_id for a in fake_wavespeed.webhook_attempts] == [delayed.id]
     assert dropped.id not in {a.task_id for a in fake_wavespeed.webhook_attempts}
@@ -607,6 +611,7 @@ async def test_a_job_is_finished_by_its_webhook_long_before_the_first_poll(
         assert finished is not None and finished.state is JobState.DELIVERED
         assert watcher.videos == [job.id]
         assert took < 3.0, took  # the task takes ~0.2 s; the first poll comes after ~30 s
+        await wait_for_attempts(fake_wavespeed, 1)
         [attempt] = fake_wavespeed.webhook_attempts
         assert (attempt.url, attempt.status) == (server.url, 200)
 
@@ -700,5 +705,6 @@ async def test_the_bot_posts_a_video_finished_by_webhook(tmp_path: Path) -> None
             )
             assert message.channel_id == CHANNEL
             assert loop.time() - started < 5.0  # the first poll comes after ~30 s
+            await wait_for_attempts(world.wavespeed, 1)
             assert [a.status for a in world.wavespeed.webhook_attempts] == [200]
             assert world.wavespeed.calls("webhook-secret")

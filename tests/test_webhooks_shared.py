@@ -26,7 +26,15 @@ from bot.testing.fake_wavespeed import FakeWaveSpeed
 from storage import open_storage, pg_results
 from storage.base import Storage
 from tests.conftest import FAST_RETRY, FAST_TIMEOUTS, TEST_API_KEY
-from tests.test_webhooks import PATH, POLICY, REQUEST, SLOW_POLL, Watcher, free_port
+from tests.test_webhooks import (
+    PATH,
+    POLICY,
+    REQUEST,
+    SLOW_POLL,
+    Watcher,
+    free_port,
+    wait_for_attempts,
+)
 
 CHANNEL = 2002
 
@@ -151,6 +159,7 @@ async def test_a_webhook_taken_by_another_process_finishes_the_job_at_once(
         assert finished is not None and finished.state is JobState.DELIVERED
         assert finished.settlement == "charge" and watcher.videos == [job.id]
         assert took < 5.0, took  # the task takes ~0.2 s; A's first poll comes after 30 s
+        await wait_for_attempts(fake_wavespeed, 1)
         [attempt] = fake_wavespeed.webhook_attempts
         assert (attempt.url, attempt.status) == (shared_url, 200)  # B took it
         assert "told the others" in caplog.text
