@@ -15,6 +15,7 @@ import math
 import threading
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
+from typing import Literal
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -87,21 +88,26 @@ def _draw(
     return out.getvalue()
 
 
-def _say_empty(axes: Axes, text: str) -> None:
-    """A panel with nothing to draw: the reason in its middle, no ticks."""
-    axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes)
-    axes.set_xticks([])
-    axes.set_yticks([])
+def _framed(
+    axes: Axes, title: str, money_axis: Literal["x", "y"], any_data: bool, empty: str
+) -> bool:
+    """Title a panel and rule its dollar axis; without data, write `empty` in its middle
+    instead, with no ticks, and return False (nothing to draw)."""
+    axes.set_title(title, loc="left", parse_math=False)
+    money = axes.yaxis if money_axis == "y" else axes.xaxis
+    money.set_major_formatter(FuncFormatter(_axis_usd))
+    axes.grid(axis=money_axis, alpha=0.3)
+    axes.set_axisbelow(True)
+    if not any_data:
+        axes.text(0.5, 0.5, empty, ha="center", va="center", transform=axes.transAxes)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    return any_data
 
 
 def _draw_days(axes: Axes, days: Sequence[DaySpend], lang: Language) -> None:
     """One bar per day, its height the day's spend."""
-    axes.set_title(t(lang, "chart.per_day"), loc="left", parse_math=False)
-    axes.yaxis.set_major_formatter(FuncFormatter(_axis_usd))
-    axes.grid(axis="y", alpha=0.3)
-    axes.set_axisbelow(True)
-    if not days:
-        _say_empty(axes, t(lang, "chart.nothing_spent"))
+    if not _framed(axes, t(lang, "chart.per_day"), "y", bool(days), t(lang, "chart.nothing_spent")):
         return
     # about ten ticks on whole days: the automatic locator would tick hours in a short period
     locator: DateLocator = (
@@ -121,12 +127,7 @@ def _draw_days(axes: Axes, days: Sequence[DaySpend], lang: Language) -> None:
 
 def _draw_members(axes: Axes, members: Sequence[MemberSpend], lang: Language) -> None:
     """One horizontal bar per member, labelled with the exact amount."""
-    axes.set_title(t(lang, "chart.top_members"), loc="left", parse_math=False)
-    axes.xaxis.set_major_formatter(FuncFormatter(_axis_usd))
-    axes.grid(axis="x", alpha=0.3)
-    axes.set_axisbelow(True)
-    if not members:
-        _say_empty(axes, t(lang, "chart.nobody"))
+    if not _framed(axes, t(lang, "chart.top_members"), "x", bool(members), t(lang, "chart.nobody")):
         return
     # the largest on top; a few members still get slots for more, so bars keep one thickness
     slots = max(len(members), MIN_MEMBER_SLOTS)

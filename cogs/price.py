@@ -9,19 +9,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.domain.pricing import MAX_DURATION_S, MIN_DURATION_S, Resolution, price_micro
-from bot.domain.request import GenerationRequest
 from bot.i18n import language_of
 from cogs import texts
+from cogs.pricing_options import (
+    DEFAULT_DURATION_S,
+    DEFAULT_ENABLE_AUDIO,
+    DEFAULT_RESOLUTION,
+    DESCRIPTIONS,
+)
 from cogs.roles import role_ids
 
 if TYPE_CHECKING:
     from bot.app import WanBot
-
-# /video's defaults are the request model's: taken from it, so the quote can't drift from them
-_DEFAULTS = GenerationRequest.model_fields
-DEFAULT_RESOLUTION: Resolution = _DEFAULTS["resolution"].default
-DEFAULT_DURATION_S: int = _DEFAULTS["duration"].default
-DEFAULT_ENABLE_AUDIO: bool = _DEFAULTS["enable_audio"].default
 
 
 class PriceCog(commands.Cog, name="Price"):
@@ -33,9 +32,7 @@ class PriceCog(commands.Cog, name="Price"):
     @app_commands.command(name="price", description="What a video would cost, and what you'd keep")
     @app_commands.guild_only()
     @app_commands.describe(
-        resolution="720p, or 1080p at 1.5× the price",
-        duration="Length in seconds, 2–15 (default 5)",
-        enable_audio="Generate sound (doubles the price; default on)",
+        **DESCRIPTIONS,
         custom_audio="You would attach your own soundtrack (doubles the price, like sound)",
     )
     async def price(

@@ -25,6 +25,7 @@ from bot.domain.media import (
     check_declared_size,
     check_image,
 )
+from bot.domain.pricing import MAX_DURATION_S, MIN_DURATION_S, Resolution
 from bot.domain.request import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -40,6 +41,12 @@ from cogs.alerts import refuse_without_credit
 from cogs.cancel import CancelButton
 from cogs.confirm import Confirmations, ConfirmButton
 from cogs.delivery import NO_MENTIONS, DiscordDelivery
+from cogs.pricing_options import (
+    DEFAULT_DURATION_S,
+    DEFAULT_ENABLE_AUDIO,
+    DEFAULT_RESOLUTION,
+    DESCRIPTIONS,
+)
 from cogs.roles import role_ids
 from storage.server_settings import load_setting, load_video_access
 
@@ -197,11 +204,9 @@ class VideoCog(commands.Cog, name="Video"):
         image="The picture to animate (JPEG, PNG, BMP or WebP, up to 10 MB)",
         prompt="Describe the motion you want",
         negative_prompt="What to avoid in the video",
-        resolution="720p, or 1080p at 1.5× the price",
-        duration="Length in seconds, 2–15 (default 5)",
+        **DESCRIPTIONS,
         shot_type="One continuous shot, or several with scene cuts",
         audio="Your own soundtrack to sync to (WAV or MP3, up to 15 MB)",
-        enable_audio="Generate sound (doubles the price; default on)",
         prompt_expansion="Let the model expand your prompt",
         seed="Random seed for reproducibility (-1 = random)",
     )
@@ -211,11 +216,11 @@ class VideoCog(commands.Cog, name="Video"):
         image: discord.Attachment,
         prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
         negative_prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS] | None = None,
-        resolution: Literal["720p", "1080p"] = "720p",
-        duration: app_commands.Range[int, 2, 15] = 5,
+        resolution: Resolution = DEFAULT_RESOLUTION,
+        duration: app_commands.Range[int, MIN_DURATION_S, MAX_DURATION_S] = DEFAULT_DURATION_S,
         shot_type: Literal["single", "multi"] = "single",
         audio: discord.Attachment | None = None,
-        enable_audio: bool = True,
+        enable_audio: bool = DEFAULT_ENABLE_AUDIO,
         prompt_expansion: bool = False,
         seed: app_commands.Range[int, RANDOM_SEED, MAX_SEED] = RANDOM_SEED,
     ) -> None:
